@@ -1,0 +1,1 @@
+"""The core plugin: modality-free objectives, evaluators, views and the default routine."""

@@ -1,0 +1,1 @@
+"""Modality-free evaluators."""

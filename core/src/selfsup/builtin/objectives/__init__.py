@@ -1,0 +1,1 @@
+"""Modality-free self-supervised objectives."""

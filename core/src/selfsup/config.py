@@ -1,0 +1,440 @@
+"""Experiment configuration: a validated YAML schema, ``--set`` overrides, arms and matrix.
+
+A config is data only: component ids and plain values, never import paths or
+expressions. YAML is read with ``yaml.safe_load``; ``--set`` values are parsed the
+same way.
+
+An experiment has a base (``data``, ``encoder``, ``views``, ``objective``,
+``routine``, ``evaluators``, ``train``), optional ``arms`` (each a partial override of
+the base, deep-merged) and an optional ``matrix`` (dotted key paths -> lists of
+values; the cartesian product is applied to every arm). Every resulting arm runs for
+every seed in ``seeds``; with ``baseline: true`` a ``random-init`` arm evaluates the
+untrained encoder of each distinct encoder/data pair.
+
+Example:
+    >>> cfg = load_config_text('''
+    ... name: demo
+    ... data: vision:digits
+    ... encoder: {id: vision:small-cnn, params: {width: 32}}
+    ... views: vision:simclr
+    ... objective: core:simclr
+    ... evaluators: [core:linear-probe]
+    ... train: {epochs: 2, batch_size: 128}
+    ... ''')
+    >>> [arm.name for arm in expand_arms(cfg)]
+    ['simclr', 'random-init']
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ArmConfig",
+    "ComponentRef",
+    "ConfigError",
+    "ExperimentConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "expand_arms",
+    "load_config",
+    "load_config_text",
+]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file, key path, value and fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentRef(_Strict):
+    """A component by id, with the keyword parameters of its factory.
+
+    Written either as ``{id: core:simclr, params: {temperature: 0.2}}`` or, with no
+    parameters, as the bare id ``core:simclr``.
+    """
+
+    id: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"id": value} if isinstance(value, str) else value
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a component id; ids look like 'plugin:name' "
+                "(for example 'core:simclr'); import paths are not allowed in configs"
+            )
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _plain_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_plain(value, "params")
+        return value
+
+
+class OptimizerConfig(_Strict):
+    """Optimiser: AdamW, SGD (momentum, Nesterov) or LARS."""
+
+    name: Literal["adamw", "sgd", "lars"] = "adamw"
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    nesterov: bool = False
+    trust_coefficient: PositiveFloat = 0.001
+    scale_lr_by_batch: bool = Field(
+        False, description="Multiply lr by global_batch/256 (the linear scaling rule)."
+    )
+
+
+class ScheduleConfig(_Strict):
+    """Learning-rate schedule: linear warmup then cosine decay (or constant)."""
+
+    name: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: NonNegativeFloat = 0.0
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class TrainConfig(_Strict):
+    """How pretraining runs (used by the routine)."""
+
+    epochs: NonNegativeInt = 10
+    max_steps: PositiveInt | None = None
+    max_time_s: PositiveFloat | None = None
+    batch_size: PositiveInt = 256
+    num_workers: NonNegativeInt = 0
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_accum: PositiveInt = 1
+    clip_grad: PositiveFloat | None = None
+    compile: bool = False
+    channels_last: bool = False
+    sync_batchnorm: bool = True
+    device: str = "auto"
+    checkpoint_every: PositiveInt = 1
+    log_every: PositiveInt = 10
+    progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
+        return value
+
+
+class ArmConfig(_Strict):
+    """One fully resolved arm: what a single training run (per seed) uses."""
+
+    name: str
+    data: ComponentRef
+    encoder: ComponentRef
+    views: ComponentRef | None = None
+    objective: ComponentRef | None = None
+    routine: ComponentRef = Field(default_factory=lambda: ComponentRef(id="core:minibatch"))
+    evaluators: list[ComponentRef] = Field(default_factory=list)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _views_with_objective(self) -> ArmConfig:
+        if self.objective is not None and self.views is None:
+            raise ValueError(
+                "an objective needs views: add 'views: <id>' (see 'selfsup list views')"
+            )
+        return self
+
+    @property
+    def pretrains(self) -> bool:
+        """Whether this arm trains (an arm with no objective only evaluates)."""
+        return self.objective is not None and self.train.epochs > 0
+
+
+class ExperimentConfig(_Strict):
+    """The whole experiment file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    output_dir: str = "runs"
+    baseline: bool = True
+    data: ComponentRef | None = None
+    encoder: ComponentRef | None = None
+    views: ComponentRef | None = None
+    objective: ComponentRef | None = None
+    routine: ComponentRef = Field(default_factory=lambda: ComponentRef(id="core:minibatch"))
+    evaluators: list[ComponentRef] = Field(default_factory=list)
+    train: dict[str, Any] = Field(default_factory=dict)
+    arms: list[dict[str, Any]] = Field(default_factory=list)
+    matrix: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix_lists(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"matrix key {key!r} has an empty list of values")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct, got {value}")
+        return value
+
+
+_BASE_KEYS = ("data", "encoder", "views", "objective", "routine", "evaluators", "train")
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Configs hold plain data only (no YAML tags or objects)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise ValueError(f"{where}: only plain values are allowed, got {type(value).__name__}")
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: ``file: key.path: message (got value)``."""
+    lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s)):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key; {_allowed_keys(err['loc'], prefix)}"
+            shown = ""
+        lines.append(f"  - {loc or '<top>'}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: Sequence[Any], prefix: str) -> str:
+    models: dict[str, type[BaseModel]] = {
+        "": ExperimentConfig if not prefix else ArmConfig,
+        "train": TrainConfig,
+        "optimizer": OptimizerConfig,
+        "schedule": ScheduleConfig,
+    }
+    parent = str(loc[-2]) if len(loc) > 1 else ""
+    model = models.get(parent) or (ComponentRef if parent in _BASE_KEYS else None)
+    if model is None and len(loc) > 1 and isinstance(loc[-2], int):
+        model = ComponentRef
+    if model is None:
+        return "check the spelling"
+    return "allowed: " + ", ".join(model.model_fields)
+
+
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; see examples/ for a starting point")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, not a {type(data).__name__}"
+        )
+    return data
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str], source: str = "--set"
+) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/lists).
+
+    Raises:
+        ConfigError: An override without ``=`` or with an empty key.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source} {item!r}: expected key.path=value, e.g. train.epochs=5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source} {item!r}: cannot parse the value: {exc}") from exc
+        _set_path(data, key.strip().split("."), value, f"{source} {item!r}")
+    return data
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any, where: str) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        nxt = node.get(part) if isinstance(node, dict) else None
+        if isinstance(nxt, str) and path[i + 1] in ("id", "params"):
+            nxt = {"id": nxt}
+        if nxt is None:
+            nxt = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{where}: {'.'.join(path[: i + 1])} is not a mapping")
+        node[part] = nxt
+        node = nxt
+    node[path[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), str) and key != "train":
+            out[key] = _deep_merge({"id": out[key]}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config_text(
+    text: str, source: str = "<config>", overrides: Iterable[str] = ()
+) -> ExperimentConfig:
+    """Parse and validate an experiment from YAML text.
+
+    Raises:
+        ConfigError: Invalid YAML, schema errors (each with its key path), bad arms.
+    """
+    data = apply_overrides(_parse_yaml(text, source), overrides)
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    expand_arms(cfg, source=source)  # validates every arm now
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read and validate an experiment file.
+
+    Raises:
+        ConfigError: The file is missing or unreadable, or invalid.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file (see examples/ for ready-made ones)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the file: {exc}") from exc
+    return load_config_text(text, source=str(p), overrides=overrides)
+
+
+def _arm_name(base_name: str, combo: Mapping[str, Any]) -> str:
+    if not combo:
+        return base_name
+    parts = [f"{k.split('.')[-1]}={_short_value(v)}" for k, v in combo.items()]
+    return f"{base_name}[{','.join(parts)}]"
+
+
+def _short_value(value: Any) -> str:
+    text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True)
+    return str(text).strip().removesuffix("...").strip()
+
+
+def _default_arm_name(raw: Mapping[str, Any]) -> str:
+    obj = raw.get("objective")
+    if obj is None:
+        return "no-pretraining"
+    ident = obj if isinstance(obj, str) else obj.get("id", "arm")
+    return str(ident).partition(":")[2] or str(ident)
+
+
+def expand_arms(cfg: ExperimentConfig, source: str = "<config>") -> list[ArmConfig]:
+    """Resolve base + arms + matrix (+ the random-init baseline) into validated arms.
+
+    Raises:
+        ConfigError: An arm is incomplete or invalid (the message names the arm).
+    """
+    base = cfg.model_dump(include=set(_BASE_KEYS), exclude_none=True)
+    base = {k: v for k, v in base.items() if k in _BASE_KEYS}
+    raws: list[dict[str, Any]] = []
+    for index, override in enumerate(cfg.arms or [{}]):
+        unknown = set(override) - {*_BASE_KEYS, "name"}
+        if unknown:
+            raise ConfigError(
+                f"{source}: arms[{index}]: unknown key(s) {sorted(unknown)}; "
+                f"allowed: name, {', '.join(_BASE_KEYS)}"
+            )
+        merged = _deep_merge(base, override)
+        merged.setdefault("name", override.get("name") or _default_arm_name(merged))
+        raws.append(merged)
+
+    combos = [
+        dict(zip(cfg.matrix, values, strict=True))
+        for values in itertools.product(*cfg.matrix.values())
+    ]
+    arms: list[ArmConfig] = []
+    for index, raw in enumerate(raws):
+        for combo in combos:
+            data = copy.deepcopy(raw)
+            for key, value in combo.items():
+                _set_path(data, key.split("."), value, f"{source}: matrix key {key!r}")
+            data["name"] = _arm_name(raw["name"], combo)
+            arms.append(_validate_arm(data, source, f"arms[{index}]" if cfg.arms else ""))
+    names = [a.name for a in arms]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(
+            f"{source}: arm names must be distinct; repeated: {dupes} (set 'name:' per arm)"
+        )
+    if cfg.baseline:
+        seen: set[str] = set()
+        for arm in list(arms):
+            key = yaml.safe_dump([arm.data.model_dump(), arm.encoder.model_dump()])
+            if key in seen or not arm.pretrains:
+                continue
+            seen.add(key)
+            name = "random-init" if not seen - {key} else f"random-init[{arm.name}]"
+            arms.append(arm.model_copy(update={"name": name, "objective": None}))
+    return arms
+
+
+def _validate_arm(data: dict[str, Any], source: str, where: str) -> ArmConfig:
+    missing = [k for k in ("data", "encoder") if not data.get(k)]
+    if missing:
+        raise ConfigError(
+            f"{source}: {where or 'top level'}: missing {' and '.join(repr(m) for m in missing)}; "
+            "every arm needs a dataset and an encoder id (see 'selfsup list dataset')"
+        )
+    try:
+        return ArmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, prefix=where)) from None

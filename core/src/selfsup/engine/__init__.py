@@ -1,0 +1,1 @@
+"""The training engine: runtime, routines, checkpoints, metrics, the experiment runner."""

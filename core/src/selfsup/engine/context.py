@@ -1,0 +1,252 @@
+"""The run context a routine trains with: components, runtime and run-directory helpers.
+
+Every routine (the core mini-batch loop, a plugin's full-graph loop) gets one
+:class:`RunContext` and uses the same helpers, so that checkpoints, resumption,
+metrics, NaN handling and events behave identically across modalities::
+
+    def fit(self, ctx):
+        model = ctx.wrap_model()                       # DDP when distributed
+        optimizer = ctx.make_optimizer()
+        scheduler = ctx.make_scheduler(optimizer, steps_per_epoch)
+        stepper = ctx.make_stepper(model, optimizer, scheduler)
+        start_epoch = ctx.restore(optimizer, scheduler, stepper.scaler)
+        for epoch in range(start_epoch, ctx.train.epochs):
+            for batch in ...:
+                out = stepper.step(views)              # autocast, accumulation, clipping
+            ctx.end_epoch(epoch + 1, optimizer, scheduler, stepper.scaler, totals)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfsup.config import ArmConfig, TrainConfig
+from selfsup.engine import checkpoint as ckpt
+from selfsup.engine.metrics import MetricsLog
+from selfsup.engine.optim import build_optimizer, build_scheduler
+from selfsup.engine.runtime import Runtime
+from selfsup.engine.step import NonFiniteLossError, TrainStepper
+from selfsup.interfaces import DataSplits, Encoder, Objective, ViewMaker
+
+__all__ = ["NonFiniteLossError", "RunContext", "SSLModel"]
+
+
+class SSLModel(nn.Module):
+    """Encoder + objective as one module, so that DDP sees every trainable parameter."""
+
+    def __init__(self, encoder: Encoder, objective: Objective) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.objective = objective
+
+    def forward(self, views: Any) -> Any:
+        """Compute the objective's output for a batch of views."""
+        return self.objective(self.encoder, views)
+
+
+@dataclass
+class RunContext:
+    """Everything a routine needs for one arm and one seed.
+
+    Attributes:
+        arm: The resolved arm configuration.
+        seed: This run's seed.
+        run_dir: The run directory (rank 0 writes into it).
+        runtime: Device, precision, rank and world size.
+        encoder: The encoder being pretrained (on ``runtime.device``).
+        objective: The objective (on ``runtime.device``).
+        views: The view maker.
+        data: The dataset splits.
+        emit: Calls a run-event hook by name (``emit("epoch_finished", ...)``).
+        resume_state: The checkpoint to resume from, or ``None``.
+        progress: Whether to show progress bars.
+    """
+
+    arm: ArmConfig
+    seed: int
+    run_dir: Path
+    runtime: Runtime
+    encoder: Encoder
+    objective: Objective
+    views: ViewMaker
+    data: DataSplits
+    emit: Callable[..., None] = lambda event, **kw: None
+    resume_state: dict[str, Any] | None = None
+    progress: bool = True
+    model: nn.Module | None = None
+    global_step: int = 0
+    started_at: float = field(default_factory=time.perf_counter)
+    _metrics: MetricsLog | None = None
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def train(self) -> TrainConfig:
+        """The arm's training settings."""
+        return self.arm.train
+
+    @property
+    def metrics(self) -> MetricsLog:
+        """The JSON-lines metrics log of this run (writes on rank 0 only)."""
+        if self._metrics is None:
+            self._metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.runtime.is_main)
+        return self._metrics
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """Trainable parameters: the encoder's and the objective's student parameters."""
+        yield from (p for p in self.encoder.parameters() if p.requires_grad)
+        yield from self.objective.student_parameters()
+
+    # ------------------------------------------------------------------ builders
+    def wrap_model(self) -> nn.Module:
+        """The trainable :class:`SSLModel`; DDP-wrapped when distributed, compiled if asked.
+
+        ``channels_last`` is applied here for 4-D inputs' convolutions.
+        """
+        model: nn.Module = SSLModel(self.encoder, self.objective)
+        if self.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.runtime.distributed:
+            if self.train.sync_batchnorm:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            dev = self.runtime.device
+            model = nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[dev.index] if dev.type == "cuda" else None,
+                find_unused_parameters=False,
+            )
+        if self.train.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        self.model = model
+        return model
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of ``train.optimizer`` over :meth:`parameters`."""
+        global_batch = self.train.batch_size * self.train.grad_accum * self.runtime.world_size
+        return build_optimizer(list(self.parameters()), self.train.optimizer, global_batch)
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """Warmup + cosine (or constant) over ``total_steps(steps_per_epoch)`` steps."""
+        return build_scheduler(
+            optimizer, self.train.schedule, self.total_steps(steps_per_epoch), steps_per_epoch
+        )
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimiser steps of the whole run (``max_steps`` caps ``epochs``)."""
+        total = max(1, self.train.epochs * max(1, steps_per_epoch))
+        return min(total, self.train.max_steps) if self.train.max_steps else total
+
+    def make_stepper(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        total_steps: int,
+    ) -> TrainStepper:
+        """A :class:`TrainStepper` (autocast, grad scaler, accumulation, clipping, NaN stop)."""
+        return TrainStepper(self, model, optimizer, scheduler, total_steps)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the last good checkpoint lives."""
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def restore(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> int:
+        """Load ``resume_state`` into model, optimiser, scheduler, scaler and RNGs.
+
+        Returns:
+            The epoch to start from (0 for a fresh run).
+        """
+        if not self.resume_state:
+            return 0
+        state = self.resume_state
+        self.encoder.load_state_dict(state["encoder"])
+        self.objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.global_step = int(state["global_step"])
+        return int(state["epoch"])
+
+    def save_checkpoint(
+        self,
+        epoch: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
+        """Write the checkpoint atomically (rank 0) and tell the event hooks."""
+        if self.runtime.is_main:
+            state = {
+                "epoch": epoch,
+                "global_step": self.global_step,
+                "seed": self.seed,
+                "arm": self.arm.name,
+                "encoder": self.encoder.state_dict(),
+                "objective": self.objective.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict()
+                if scaler is not None and scaler.is_enabled()
+                else None,
+                "rng": ckpt.get_rng_state(),
+            }
+            ckpt.save_atomic(state, self.checkpoint_path)
+            self.emit(
+                "checkpoint_saved",
+                run_dir=str(self.run_dir),
+                path=str(self.checkpoint_path),
+                epoch=epoch,
+            )
+        self.runtime.barrier()
+
+    # ------------------------------------------------------------------ logging
+    def log_step(self, metrics: dict[str, float]) -> None:
+        """Record step metrics (every ``train.log_every`` steps) and emit ``step_finished``."""
+        if self.global_step % self.train.log_every == 0:
+            self.metrics.write({"step": self.global_step, **metrics})
+            if self.runtime.is_main:
+                self.emit(
+                    "step_finished",
+                    run_dir=str(self.run_dir),
+                    step=self.global_step,
+                    metrics=metrics,
+                )
+
+    def end_epoch(
+        self,
+        epoch: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler | None,
+        metrics: dict[str, float],
+    ) -> None:
+        """Log epoch means, emit ``epoch_finished`` and checkpoint every ``checkpoint_every``."""
+        self.metrics.write({"epoch": epoch, "step": self.global_step, **metrics})
+        if self.runtime.is_main:
+            self.emit("epoch_finished", run_dir=str(self.run_dir), epoch=epoch, metrics=metrics)
+        if epoch % self.train.checkpoint_every == 0 or epoch == self.train.epochs:
+            self.save_checkpoint(epoch, optimizer, scheduler, scaler)
+
+    def out_of_budget(self, total_steps: int) -> bool:
+        """Whether ``max_steps`` or ``max_time_s`` is reached."""
+        if self.global_step >= total_steps:
+            return True
+        limit = self.train.max_time_s
+        return limit is not None and time.perf_counter() - self.started_at >= limit

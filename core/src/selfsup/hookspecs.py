@@ -1,0 +1,273 @@
+"""The plugin contract: every hook a selfsup plugin may implement.
+
+This module is the plugin reference. A plugin is a module (usually ``plugin.py``)
+exposed under the ``selfsup`` entry-point group, whose functions are decorated with
+:data:`selfsup.hookimpl` and named after the hooks below::
+
+    # pyproject.toml
+    [project.entry-points.selfsup]
+    ecg = "selfsup_ecg.plugin"
+
+The entry-point name (``ecg``) is the plugin's name and the prefix of its ids
+(``ecg:resnet1d``). Registration hooks receive a ``register`` callback that takes the
+frozen records of :mod:`selfsup.specs`; factories are referenced lazily so that
+``selfsup plugins`` and ``selfsup list`` never import a plugin's heavy stack.
+
+Run-event hooks are called on every rank's main process (``rank == 0`` only, unless
+stated otherwise) with plain Python values, so metrics sinks (TensorBoard, MLflow,
+Weights & Biases) need no knowledge of the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from selfsup.specs import (
+        DatasetSpec,
+        EncoderSpec,
+        EvaluatorSpec,
+        ObjectiveSpec,
+        RoutineSpec,
+        ViewSpec,
+    )
+
+PROJECT = "selfsup"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
+    """Register encoders: modules that map a modality batch to embeddings.
+
+    The factory is called with the config's ``encoder.params`` and returns a
+    :class:`selfsup.interfaces.Encoder` with ``embed_dim`` set.
+
+    Args:
+        register: Call once per encoder with an :class:`~selfsup.specs.EncoderSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_encoders(register):
+        ...     register(EncoderSpec(
+        ...         name="resnet1d", modality="ecg",
+        ...         build="selfsup_ecg.encoders:ResNet1d",
+        ...         description="1-D ResNet for 12-lead ECG."))
+    """
+
+
+@hookspec
+def register_objectives(register: Callable[[ObjectiveSpec], None]) -> None:
+    """Register self-supervised objectives (losses with their heads).
+
+    The factory is called as ``build(embed_dim=encoder.embed_dim, **params)`` and
+    returns a :class:`selfsup.interfaces.Objective`. Modality-free losses live in the
+    core (``core:simclr``); objectives that need a modality-specific masker or decoder
+    (MAE, GraphMAE) live in their plugin.
+
+    Args:
+        register: Call once per objective with an :class:`~selfsup.specs.ObjectiveSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_objectives(register):
+        ...     register(ObjectiveSpec(
+        ...         name="cpc", build="selfsup_ecg.objectives:CPC",
+        ...         description="Contrastive predictive coding over time."))
+    """
+
+
+@hookspec
+def register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None:
+    """Register evaluators: encoder + data -> named metrics.
+
+    The factory is called with the evaluator's ``params`` and returns an object with
+    ``evaluate(encoder, data, runtime, seed) -> dict[str, float]``
+    (:class:`selfsup.interfaces.Evaluator`). Select on validation data only.
+
+    Args:
+        register: Call once per evaluator with an :class:`~selfsup.specs.EvaluatorSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_evaluators(register):
+        ...     register(EvaluatorSpec(
+        ...         name="af-f1", modality="ecg",
+        ...         build="selfsup_ecg.evaluators:AFibF1",
+        ...         description="Atrial fibrillation F1 with a frozen encoder."))
+    """
+
+
+@hookspec
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register datasets that load real data from local files (never download).
+
+    The factory is called with the dataset's ``params`` (paths, sizes) and returns a
+    :class:`selfsup.interfaces.DataSplits`. A missing path must raise an error that
+    names the path and the files it expected.
+
+    Args:
+        register: Call once per dataset with a :class:`~selfsup.specs.DatasetSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_datasets(register):
+        ...     register(DatasetSpec(
+        ...         name="ptb-xl", modality="ecg",
+        ...         build="selfsup_ecg.datasets:PTBXL",
+        ...         description="PTB-XL 12-lead ECG records from a local folder."))
+    """
+
+
+@hookspec
+def register_views(register: Callable[[ViewSpec], None]) -> None:
+    """Register view makers: a batch of items -> the views an objective consumes.
+
+    The factory is called with the views' ``params`` and returns a callable
+    (:class:`selfsup.interfaces.ViewMaker`) applied to each batch on the run's device.
+
+    Args:
+        register: Call once per view maker with a :class:`~selfsup.specs.ViewSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_views(register):
+        ...     register(ViewSpec(
+        ...         name="jitter-scale", modality="ecg",
+        ...         build="selfsup_ecg.views:JitterScale",
+        ...         description="Two views by Gaussian jitter and amplitude scaling."))
+    """
+
+
+@hookspec
+def register_routines(register: Callable[[RoutineSpec], None]) -> None:
+    """Register training routines: how optimisation proceeds on a device.
+
+    The factory is called with the routine's ``params`` and returns an object with
+    ``fit(ctx)`` (:class:`selfsup.interfaces.Routine`). ``ctx`` carries the built
+    components, the runtime (device, precision, rank, world size), the training
+    settings and the checkpoint/event helpers; routines should resume from
+    ``ctx.resume_state`` and call ``ctx.save_checkpoint`` at epoch ends.
+
+    Args:
+        register: Call once per routine with a :class:`~selfsup.specs.RoutineSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_routines(register):
+        ...     register(RoutineSpec(
+        ...         name="full-graph", modality="graph",
+        ...         build="selfsup_graph.routines:FullGraph",
+        ...         description="One step per epoch on the whole graph."))
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``selfsup`` command line.
+
+    Args:
+        cli: The root :class:`click.Group`; add commands or groups to it.
+
+    Example:
+        >>> import click
+        >>> @hookimpl
+        ... def register_commands(cli):
+        ...     @cli.command(name="ecg-convert")
+        ...     @click.argument("folder")
+        ...     def ecg_convert(folder):
+        ...         '''Convert WFDB records in FOLDER to numpy arrays.'''
+    """
+
+
+# --------------------------------------------------------------------------- run events
+
+
+@hookspec
+def run_started(run_dir: str, config: dict[str, Any], info: dict[str, Any]) -> None:
+    """A training run (one arm, one seed) is about to train.
+
+    Args:
+        run_dir: The run directory (holds ``config.yaml``, ``metrics.jsonl``, ...).
+        config: The resolved configuration of this arm as plain data.
+        info: ``{"arm": ..., "seed": ..., "world_size": ..., "device": ...}``.
+
+    Example:
+        >>> @hookimpl
+        ... def run_started(run_dir, config, info):
+        ...     print("training", info["arm"], "seed", info["seed"], "in", run_dir)
+    """
+
+
+@hookspec
+def step_finished(run_dir: str, step: int, metrics: dict[str, float]) -> None:
+    """An optimiser step finished (called every ``train.log_every`` steps).
+
+    Args:
+        run_dir: The run directory.
+        step: The global optimiser step, from 1.
+        metrics: ``loss``, ``lr`` and the objective's named scalars.
+
+    Example:
+        >>> @hookimpl
+        ... def step_finished(run_dir, step, metrics):
+        ...     writer.add_scalar("loss", metrics["loss"], step)  # doctest: +SKIP
+    """
+
+
+@hookspec
+def epoch_finished(run_dir: str, epoch: int, metrics: dict[str, float]) -> None:
+    """An epoch finished.
+
+    Args:
+        run_dir: The run directory.
+        epoch: The epoch that finished, from 1.
+        metrics: Means over the epoch (``loss`` and the objective's scalars),
+            ``epoch_time_s`` and ``items_per_s``.
+
+    Example:
+        >>> @hookimpl
+        ... def epoch_finished(run_dir, epoch, metrics):
+        ...     print(f"epoch {epoch}: loss {metrics['loss']:.3f}")
+    """
+
+
+@hookspec
+def checkpoint_saved(run_dir: str, path: str, epoch: int) -> None:
+    """A checkpoint was written (atomically) to ``path``.
+
+    Args:
+        run_dir: The run directory.
+        path: The checkpoint file.
+        epoch: The number of completed epochs it holds.
+
+    Example:
+        >>> @hookimpl
+        ... def checkpoint_saved(run_dir, path, epoch):
+        ...     shutil.copy(path, f"/backup/epoch{epoch}.pt")  # doctest: +SKIP
+    """
+
+
+@hookspec
+def run_finished(run_dir: str, results: dict[str, Any]) -> None:
+    """A run finished and was evaluated.
+
+    Args:
+        run_dir: The run directory (``results.json`` is written).
+        results: ``{"arm", "seed", "metrics": {name: value}, "train_time_s", ...}``.
+
+    Example:
+        >>> @hookimpl
+        ... def run_finished(run_dir, results):
+        ...     mlflow.log_metrics(results["metrics"])  # doctest: +SKIP
+    """
