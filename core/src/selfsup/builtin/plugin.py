@@ -117,6 +117,6 @@ def register_routines(register: Callable[[RoutineSpec], None]) -> None:
         RoutineSpec(
             name="minibatch",
             build="selfsup.engine.loop:MiniBatch",
-            description="Mini-batch loop: distributed sampler, autocast, accumulation, checkpoints.",
+            description="Mini-batch loop: distributed sampler, autocast, accumulation, checkpoints",
         )
     )
