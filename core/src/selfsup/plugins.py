@@ -15,6 +15,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -160,12 +161,32 @@ class PluginManager:
             except Exception as exc:
                 self._fail(info, exc)
                 continue
-            self.register(module, name=name, info=info)
+            # Verified once all are registered: a plugin may implement a hook that a
+            # plugin loaded after it adds (``selfsup_hookspecs``).
+            self.register(module, name=name, info=info, check=False)
+        for name in [n for n, i in sorted(self.infos.items()) if i.status == "active"]:
+            self._verify(name)
 
     def register(
-        self, plugin: ModuleType | object, name: str, info: PluginInfo | None = None
+        self,
+        plugin: ModuleType | object,
+        name: str,
+        info: PluginInfo | None = None,
+        *,
+        check: bool = True,
     ) -> bool:
         """Register a plugin object (module or instance) under ``name``.
+
+        A module attribute ``selfsup_hookspecs`` (a module or class of
+        :data:`selfsup.hookspec` functions) adds the plugin's own hooks first.
+
+        Args:
+            plugin: The module or object holding the hook implementations.
+            name: The plugin name (the prefix of its ids).
+            info: What is known about its distribution (entry-point loading).
+            check: Verify now that every hook it implements exists; pass ``False``
+                when more plugins (that may define hooks) are registered next and
+                call :meth:`_verify` after them.
 
         Returns:
             ``True`` if it is active, ``False`` if it failed and was skipped.
@@ -179,25 +200,40 @@ class PluginManager:
             if extra_specs is not None:
                 self.pm.add_hookspecs(extra_specs)
             self.pm.register(plugin, name=name)
-            try:
-                self.pm.check_pending()
-            except pluggy.PluginValidationError as exc:
-                self.pm.unregister(plugin)
-                raise PluginLoadError(
-                    f"{exc}; known hooks: {', '.join(sorted(_hook_names(self.pm)))}"
-                ) from exc
         except Exception as exc:
             self._fail(info, exc)
             return False
-        info.hooks = sorted(
-            impl.function.__name__
-            for caller in self.pm.get_hookcallers(plugin) or []
-            for impl in caller.get_hookimpls()
-            if impl.plugin is plugin
-        )
         info.status = "active"
         self.infos[name] = info
         self._registry = None
+        return self._verify(name) if check else True
+
+    def _verify(self, name: str) -> bool:
+        """Fail (and unregister) a plugin that implements a hook no spec defines."""
+        plugin = self.pm.get_plugin(name)
+        info = self.infos[name]
+        callers = self.pm.get_hookcallers(plugin) or []
+        unknown = sorted(
+            caller.name
+            for caller in callers
+            if not caller.has_spec()
+            and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls())
+        )
+        if unknown:
+            self.pm.unregister(plugin)
+            known = sorted(n for n in _hook_names(self.pm) if getattr(self.pm.hook, n).has_spec())
+            hints = []
+            for hook in unknown:
+                close = difflib.get_close_matches(hook, known, n=1)
+                hints.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            self._fail(
+                info,
+                PluginLoadError(
+                    f"unknown hook {', '.join(hints)}; known hooks: {', '.join(known)}"
+                ),
+            )
+            return False
+        info.hooks = sorted(c.name for c in callers if c.has_spec())
         return True
 
     def unregister(self, name: str) -> None:
@@ -227,7 +263,10 @@ class PluginManager:
                 try:
                     impl.function(register=_collector(registry, name, kind))
                 except Exception as exc:
+                    # Drop the plugin entirely: its specs, and its other hooks
+                    # (commands, run events), so that a failed plugin does nothing.
                     registry.remove_plugin(name)
+                    self.pm.unregister(impl.plugin)
                     info = self.infos.setdefault(name, PluginInfo(name=name))
                     self._fail(info, f"{hook_name} raised {_short(exc)}")
         return registry
