@@ -236,6 +236,20 @@ class PluginManager:
         info.hooks = sorted(c.name for c in callers if c.has_spec())
         return True
 
+    def fail_plugin(self, name: str, error: BaseException | str) -> None:
+        """Record a plugin as failed and drop it entirely: its specs and its hooks.
+
+        Used when one of its hooks raises (a registration hook here, ``register_commands``
+        in the CLI), so that a failed plugin contributes nothing. Raises
+        :class:`PluginLoadError` in strict mode, like every load failure.
+        """
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        if self._registry is not None:
+            self._registry.remove_plugin(name)
+        self._fail(self.infos.setdefault(name, PluginInfo(name=name)), error)
+
     def unregister(self, name: str) -> None:
         """Remove a plugin by name (tests use this)."""
         plugin = self.pm.get_plugin(name)
@@ -263,12 +277,8 @@ class PluginManager:
                 try:
                     impl.function(register=_collector(registry, name, kind))
                 except Exception as exc:
-                    # Drop the plugin entirely: its specs, and its other hooks
-                    # (commands, run events), so that a failed plugin does nothing.
                     registry.remove_plugin(name)
-                    self.pm.unregister(impl.plugin)
-                    info = self.infos.setdefault(name, PluginInfo(name=name))
-                    self._fail(info, f"{hook_name} raised {_short(exc)}")
+                    self.fail_plugin(name, f"{hook_name} raised {_short(exc)}")
         return registry
 
     def get(self, kind: str, component_id: str) -> ComponentSpec:
