@@ -246,7 +246,7 @@ def check_params(spec: ComponentSpec, params: dict[str, Any], path: str) -> list
     return problems
 
 
-def _explain_unknown(pm: PluginManager, component_id: str, message: str) -> str:
+def explain_unknown(pm: PluginManager, component_id: str, message: str) -> str:
     plugin = component_id.partition(":")[0]
     info = pm.infos.get(plugin)
     if info is not None and info.status == "failed":
@@ -322,7 +322,7 @@ def resolve_experiment(
             try:
                 spec = pm.get(kind, ref.id)
             except UnknownIdError as exc:
-                problem(arm.name, f"{role}: {_explain_unknown(pm, ref.id, str(exc))}")
+                problem(arm.name, f"{role}: {explain_unknown(pm, ref.id, str(exc))}")
                 continue
             comps[role] = (ref, spec)
             if not check_parameters:

@@ -1,0 +1,133 @@
+"""``selfsup check``: validate an experiment and resolve it against the plugins.
+
+Nothing is built and no data is read: the config is validated, the arms expanded,
+every id looked up and every parameter checked against its factory's signature
+(:mod:`selfsup.resolve`). Exit code 0 when the experiment can run, 2 otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from selfsup.cli._common import State, echo_json, plain
+from selfsup.resolve import ResolvedExperiment
+
+__all__ = ["arms_table", "check_command", "load_and_resolve", "set_option"]
+
+#: ``--set key.path=value`` (repeatable), shared by ``check`` and ``run``.
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key (dotted path, YAML value), e.g. --set train.epochs=5.",
+)
+
+
+def load_and_resolve(state: State, path: str, overrides: tuple[str, ...]) -> ResolvedExperiment:
+    """Load, validate and resolve ``path`` with ``--set`` overrides.
+
+    Raises:
+        ConfigError: Any problem, with the file, key path, value and the fix.
+    """
+    from selfsup.config import load_config
+    from selfsup.resolve import resolve_experiment
+
+    cfg = load_config(path, overrides=overrides)
+    resolved = resolve_experiment(cfg, state.pm, source=str(path))
+    for warning in resolved.warnings:
+        state.warn(warning)
+    return resolved
+
+
+def _ref(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = value.id
+    if value.params:
+        text += " (" + ", ".join(f"{k}={v!r}" for k, v in value.params.items()) + ")"
+    return text
+
+
+def arms_table(resolved: ResolvedExperiment) -> Table:
+    """A table of the arms (rows) with their components and seeds."""
+    cfg = resolved.config
+    seeds = ", ".join(str(s) for s in cfg.seeds)
+    table = Table(title=f"experiment {cfg.name}", title_justify="left")
+    for column in ("arm", "data", "encoder", "views", "objective", "evaluators", "train", "seeds"):
+        table.add_column(column, overflow="fold")
+    for item in resolved.arms:
+        arm = item.arm
+        train = arm.train
+        budget = f"{train.epochs} ep" if arm.pretrains else "no pretraining"
+        if arm.pretrains:
+            budget += f", bs {train.batch_size}, {train.optimizer.name} lr {train.optimizer.lr:g}"
+            if arm.routine.id != "core:minibatch":
+                budget += f", {_ref(arm.routine)}"
+        table.add_row(
+            *plain(
+                arm.name,
+                _ref(arm.data),
+                _ref(arm.encoder),
+                _ref(arm.views),
+                _ref(arm.objective),
+                ", ".join(_ref(e) for e in arm.evaluators) or "-",
+                budget,
+                seeds,
+            )
+        )
+    return table
+
+
+def _summary(resolved: ResolvedExperiment) -> dict[str, Any]:
+    cfg = resolved.config
+    return {
+        "ok": True,
+        "name": cfg.name,
+        "source": resolved.source,
+        "output_dir": str(Path(cfg.output_dir) / cfg.name),
+        "seeds": list(cfg.seeds),
+        "runs": len(resolved.arms) * len(cfg.seeds),
+        "warnings": list(resolved.warnings),
+        "arms": [
+            {
+                "name": item.arm.name,
+                "pretrains": item.arm.pretrains,
+                "components": {
+                    role: {"id": ref.id, "params": ref.params, "plugin": spec.plugin}
+                    for role, (ref, spec) in item.components.items()
+                },
+            }
+            for item in resolved.arms
+        ],
+    }
+
+
+@click.command(name="check")
+@click.argument("experiment", metavar="EXP.yaml", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved arms as JSON.")
+@click.pass_obj
+def check_command(state: State, experiment: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Validate EXP.yaml and resolve every id and parameter, without building anything.
+
+    Prints the arms x seeds that 'selfsup run' would train. Exits 2 on any problem,
+    listing each with its arm, key path, value and what is allowed.
+    """
+    resolved = load_and_resolve(state, experiment, overrides)
+    if as_json:
+        echo_json(_summary(resolved))
+        return
+    state.out.print(arms_table(resolved))
+    n_arms, n_seeds = len(resolved.arms), len(resolved.config.seeds)
+    line = Text("ok: ", style="bold green")
+    line.append(
+        f"{experiment} resolves: {n_arms} arm(s) x {n_seeds} seed(s) = {n_arms * n_seeds} run(s), "
+        f"into {Path(resolved.config.output_dir) / resolved.config.name}"
+    )
+    state.out.print(line, soft_wrap=True)

@@ -1,0 +1,52 @@
+"""``selfsup report``: plots and tables of finished runs, in one ``report.html``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from selfsup.cli._common import State, plain
+
+__all__ = ["report_command"]
+
+
+@click.command(name="report")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Write here (default: RUN_DIR)."
+)
+@click.option(
+    "--projection",
+    type=click.Choice(["pca", "tsne"]),
+    default="pca",
+    show_default=True,
+    help="2-D projection of the embeddings (t-SNE needs scikit-learn).",
+)
+@click.pass_obj
+def report_command(state: State, run_dir: str, out_dir: str | None, projection: str) -> None:
+    """Write curves, an embedding plot and the results table of RUN_DIR to report.html.
+
+    RUN_DIR is an experiment directory (runs/<name>) or one run directory
+    (runs/<name>/<arm>/seed-<n>). Needs matplotlib: pip install 'selfsup[report]'.
+    """
+    from selfsup.report import build_report, discover_runs, summarise
+    from selfsup.report.html import format_cell
+
+    target = build_report(run_dir, out_dir, projection)
+    names, rows = summarise(discover_runs(run_dir))
+    if names:
+        table = Table(title=f"results: {Path(run_dir).name}", title_justify="left")
+        table.add_column("arm")
+        table.add_column("seeds")
+        for name in names:
+            table.add_column(name, justify="right")
+        for row in rows:
+            cells = [format_cell(row.get(n)) for n in names]
+            table.add_row(*plain(row["arm"], str(row["seeds"]), *cells))
+        state.out.print(table)
+    line = Text("report: ", style="bold green")
+    line.append(str(target))
+    state.out.print(line, soft_wrap=True)

@@ -1,0 +1,72 @@
+"""Reports of finished runs: curves, a 2-D embedding plot, the results table, one HTML page.
+
+:func:`build_report` reads an experiment directory (``runs/<name>``, holding
+``<arm>/seed-<n>/`` run directories) or a single run directory:
+
+- ``metrics.jsonl``: loss and metric curves per arm and seed;
+- ``embeddings.npz``: a 2-D projection (PCA by default, t-SNE if scikit-learn is
+  installed and asked for) coloured by label, one panel per arm;
+- ``results.json``: the results table, mean ± std over seeds per arm.
+
+It writes PNGs and a self-contained ``report.html`` (images embedded), atomically.
+Plotting needs matplotlib, the ``selfsup[report]`` extra.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from selfsup.report.html import render_html
+from selfsup.report.plots import plot_curves, plot_embeddings, project_2d, require_matplotlib
+from selfsup.report.runs import RunRecord, discover_runs, summarise, write_atomic
+
+__all__ = [
+    "RunRecord",
+    "build_report",
+    "discover_runs",
+    "plot_curves",
+    "plot_embeddings",
+    "project_2d",
+    "summarise",
+]
+
+
+def build_report(
+    root: str | Path, out_dir: str | Path | None = None, projection: str = "pca"
+) -> Path:
+    """Write the plots and ``report.html`` for an experiment or run directory.
+
+    Args:
+        root: ``runs/<experiment>`` or one run directory.
+        out_dir: Where to write (``root`` by default).
+        projection: ``"pca"`` or ``"tsne"``.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        FileNotFoundError: No run under ``root``.
+        ImportError: matplotlib (or scikit-learn for t-SNE) is missing.
+    """
+    if projection not in ("pca", "tsne"):
+        raise ValueError(f"projection must be 'pca' or 'tsne', got {projection!r}")
+    root = Path(root)
+    out = Path(out_dir) if out_dir is not None else root
+    runs = discover_runs(root)
+    require_matplotlib()  # fail early and clearly when matplotlib is missing
+    images = [
+        p
+        for p in (
+            plot_curves(runs, out, "step"),
+            plot_curves(runs, out, "epoch"),
+            plot_embeddings(runs, out, projection),
+        )
+        if p is not None
+    ]
+    names, rows = summarise(runs)
+    embedded = {p.name: base64.b64encode(p.read_bytes()).decode("ascii") for p in images}
+    html = render_html(root.name or str(root), runs, names, rows, embedded)
+    target = out / "report.html"
+    write_atomic(target, html.encode("utf-8"))
+    return target

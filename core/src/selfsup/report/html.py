@@ -1,0 +1,93 @@
+"""The self-contained ``report.html``: results table, per-run table, embedded plots."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from selfsup.report.runs import RunRecord, to_float
+
+__all__ = ["format_cell", "render_html"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.dim { color: #777; font-size: 0.9em; }
+"""
+
+
+def format_cell(value: Any) -> str:
+    """``mean ± std`` for a ``(mean, std, n)`` triple, a short number, or the text."""
+    if isinstance(value, tuple):
+        mean, std, n = value
+        if not math.isfinite(mean):
+            return str(mean)
+        return f"{mean:.4g} ± {std:.2g}" if n > 1 else f"{mean:.4g}"
+    number = to_float(value)
+    if number is not None and not isinstance(value, str):
+        return f"{number:.4g}"
+    return "" if value is None else str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_cell(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(
+    title: str,
+    runs: list[RunRecord],
+    names: list[str],
+    rows: list[dict[str, Any]],
+    images: dict[str, str],
+) -> str:
+    """The report page.
+
+    Args:
+        title: The experiment's name.
+        runs: The runs found.
+        names: Metric names (columns of the results table).
+        rows: Per-arm summaries from :func:`selfsup.report.runs.summarise`.
+        images: File name -> base64 PNG, embedded as data URIs.
+    """
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>selfsup report: {html.escape(title)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>selfsup report: {html.escape(title)}</h1>",
+        f'<p class="dim">{len(runs)} run(s); mean ± std over seeds per arm.</p>',
+        "<h2>Results</h2>",
+    ]
+    if names:
+        table_rows = [[r["arm"], r["seeds"], *(r.get(n, "") for n in names)] for r in rows]
+        parts.append(_table(["arm", "seeds", *names], table_rows))
+    else:
+        parts.append("<p>No results.json with metrics yet (unfinished runs?).</p>")
+    for name, data in images.items():
+        stem = name.removesuffix(".png").replace("_", " ")
+        parts.append(f"<h2>{html.escape(stem)}</h2>")
+        parts.append(f'<img alt="{html.escape(stem)}" src="data:image/png;base64,{data}">')
+    per_run = [
+        [
+            r.label,
+            r.results.get("train_time_s", ""),
+            *(r.results.get("metrics", {}).get(n, "") for n in names),
+        ]
+        for r in runs
+    ]
+    parts.append("<h2>Runs</h2>")
+    parts.append(_table(["run", "train_time_s", *names], per_run))
+    paths = "".join(f"<li><code>{html.escape(str(r.path))}</code></li>" for r in runs)
+    parts.append(f'<details><summary>run directories</summary><ul class="dim">{paths}</ul>')
+    parts.append("</details></body></html>")
+    return "\n".join(parts)

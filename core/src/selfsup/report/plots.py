@@ -1,0 +1,161 @@
+"""Plots of a report: training curves and a 2-D projection of embeddings (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from selfsup.report.runs import RunRecord, to_float, write_atomic
+
+__all__ = ["plot_curves", "plot_embeddings", "project_2d", "require_matplotlib"]
+
+#: At most this many points per embedding panel (a random subset, fixed seed).
+MAX_POINTS = 2000
+
+
+def _curves(runs: list[RunRecord], kind: str) -> dict[str, dict[str, tuple[list, list]]]:
+    """``{metric: {run label: (xs, ys)}}`` from step (or epoch) records."""
+    out: dict[str, dict[str, tuple[list, list]]] = {}
+    for run in runs:
+        for record in run.metrics:
+            is_epoch = "epoch" in record
+            if (kind == "epoch") != is_epoch:
+                continue
+            x = to_float(record.get(kind))
+            if x is None:
+                continue
+            for key, value in record.items():
+                y = to_float(value)
+                if key in ("step", "epoch") or y is None:
+                    continue
+                xs, ys = out.setdefault(key, {}).setdefault(run.label, ([], []))
+                xs.append(x)
+                ys.append(y)
+    return out
+
+
+def require_matplotlib() -> Any:
+    """Import matplotlib with the Agg backend, or raise an ImportError saying how to get it."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "selfsup report needs matplotlib: pip install 'selfsup[report]' "
+            "(or pip install matplotlib)"
+        ) from exc
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def plot_curves(runs: list[RunRecord], out_dir: Path, kind: str) -> Path | None:
+    """One PNG with a panel per logged metric, a line per run; ``None`` if nothing logged."""
+    curves = _curves(runs, kind)
+    if not curves:
+        return None
+    plt = require_matplotlib()
+    keys = (["loss"] if "loss" in curves else []) + sorted(k for k in curves if k != "loss")
+    keys = keys[:9]
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for label, (xs, ys) in sorted(curves[key].items()):
+            ax.plot(xs, ys, label=label, marker="o" if kind == "epoch" and len(xs) < 30 else None)
+        ax.set_title(key)
+        ax.set_xlabel(kind)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(f"training curves (per {kind})")
+    try:
+        return _save(fig, out_dir / f"curves_{kind}s.png")
+    finally:
+        plt.close(fig)
+
+
+def _load_embeddings(path: Path) -> tuple[Any, Any]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    feats = next(
+        (arrays[k] for k in ("test", "embeddings", "features", "x", "z") if k in arrays), None
+    )
+    if feats is None:
+        feats = next((a for a in arrays.values() if a.ndim == 2), None)
+    labels = next((arrays[k] for k in ("labels", "y", "test_labels") if k in arrays), None)
+    if feats is None:
+        raise ValueError(f"{path}: no 2-D embedding array (keys: {', '.join(arrays)})")
+    return feats, labels
+
+
+def project_2d(feats: Any, method: str = "pca", seed: int = 0) -> Any:
+    """Project ``[N, D]`` features to ``[N, 2]`` with PCA (torch) or t-SNE (scikit-learn)."""
+    import numpy as np
+
+    x = np.asarray(feats, dtype=np.float32)
+    x = np.nan_to_num(x - x.mean(0, keepdims=True))
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError as exc:
+            raise ImportError(
+                "--projection tsne needs scikit-learn: pip install scikit-learn"
+            ) from exc
+        perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+        return TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+    import torch
+
+    t = torch.from_numpy(x)
+    if t.shape[1] < 2:
+        return np.concatenate([x, np.zeros_like(x)], 1)[:, :2]
+    torch.manual_seed(seed)
+    _, _, v = torch.pca_lowrank(t, q=2, center=False)
+    return (t @ v[:, :2]).numpy()
+
+
+def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -> Path | None:
+    """A panel per arm (its first seed with embeddings), points coloured by label."""
+    import numpy as np
+
+    chosen: dict[str, RunRecord] = {}
+    for run in runs:
+        if run.embeddings is not None and run.arm not in chosen:
+            chosen[run.arm] = run
+    if not chosen:
+        return None
+    plt = require_matplotlib()
+    cols = min(3, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, (arm, run) in zip(axes.flat, chosen.items(), strict=False):
+        feats, labels = _load_embeddings(run.embeddings)  # type: ignore[arg-type]
+        index = np.arange(len(feats))
+        if len(index) > MAX_POINTS:
+            index = np.sort(rng.choice(index, MAX_POINTS, replace=False))
+        xy = project_2d(feats[index], method)
+        colours = None if labels is None else np.asarray(labels)[index]
+        ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6, cmap="tab10", alpha=0.8)
+        ax.set_title(f"{arm} ({run.label})", fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(chosen) :]:
+        ax.axis("off")
+    fig.suptitle(f"embeddings, {method.upper()} to 2-D, coloured by label")
+    try:
+        return _save(fig, out_dir / f"embeddings_{method}.png")
+    finally:
+        plt.close(fig)
