@@ -1,7 +1,426 @@
-"""Opt-in pytest plugin for selfsup plugin authors (fixtures and contract checks).
+"""Testing helpers for selfsup plugin authors: pytest fixtures and contract checks.
 
-Loaded through the ``pytest11`` entry point; it defines fixtures only, so it is inert
-unless a test requests them. The full version is being written.
+Installed with selfsup as an (inert) pytest plugin: the fixtures exist in every test
+session, but nothing happens unless a test requests one, and importing this module
+imports neither torch nor any plugin.
+
+Fixtures:
+    ``selfsup_pm``: a fresh :class:`~selfsup.plugins.PluginManager` with the installed
+    entry points loaded, installed as the process-wide manager for the test and
+    restored afterwards. ``register_plugin``: register a plugin object or module
+    under a name for one test. ``cli_runner``: invoke the ``selfsup`` command
+    in-process with that manager. ``tiny_batch``: a factory of small random batches
+    per modality.
+
+Contract checks (plain functions, usable from parametrized tests) build a component
+and assert what the core relies on: :func:`check_encoder`, :func:`check_objective`,
+:func:`check_views`, :func:`check_dataset`, :func:`check_evaluator`.
+:func:`contract_cases` lists a plugin's specs for ``pytest.mark.parametrize``.
+
+Example:
+    A plugin's ``tests/test_contract.py``::
+
+        import pytest
+        from selfsup.testing import check_encoder, contract_cases, make_batch
+
+        @pytest.mark.parametrize("spec", contract_cases(None, "ecg", "encoder"))
+        def test_encoder_contract(spec):
+            check_encoder(spec, make_batch("ecg", batch_size=4))
+
+        def test_installed(cli_runner):
+            result = cli_runner.invoke(["plugins", "--json"])
+            assert result.exit_code == 0, result.output
+            assert '"ecg"' in result.output
 """
 
 from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+    from selfsup.plugins import PluginInfo, PluginManager
+    from selfsup.specs import ComponentSpec
+
+__all__ = [
+    "CliInvoker",
+    "check_dataset",
+    "check_encoder",
+    "check_evaluator",
+    "check_objective",
+    "check_views",
+    "cli_runner",
+    "contract_cases",
+    "make_batch",
+    "register_plugin",
+    "selfsup_pm",
+    "tiny_batch",
+]
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def selfsup_pm() -> Iterator[PluginManager]:
+    """A fresh plugin manager (entry points loaded), process-wide for the test."""
+    from selfsup.plugins import PluginManager, reset_plugin_manager
+
+    pm = PluginManager()
+    old = reset_plugin_manager(pm)
+    try:
+        yield pm
+    finally:
+        reset_plugin_manager(old)
+
+
+@pytest.fixture
+def register_plugin(
+    selfsup_pm: PluginManager,
+) -> Iterator[Callable[..., PluginInfo]]:
+    """``register_plugin(obj, name="test") -> PluginInfo``: register for one test.
+
+    The plugin (a module, class or instance with hook implementations) joins the
+    test's ``selfsup_pm``; it is unregistered afterwards. Failures are recorded as
+    usual (``info.status == "failed"``); pass ``strict=True`` to raise instead.
+    """
+    names: list[str] = []
+
+    def register(plugin: Any, name: str = "test", strict: bool = False) -> PluginInfo:
+        old_strict = selfsup_pm.strict
+        selfsup_pm.strict = strict
+        try:
+            selfsup_pm.register(plugin, name=name)
+        finally:
+            selfsup_pm.strict = old_strict
+        names.append(name)
+        selfsup_pm.failed()  # run the registration hooks now
+        return selfsup_pm.infos[name]
+
+    yield register
+    for name in reversed(names):
+        selfsup_pm.unregister(name)
+
+
+@dataclass
+class CliInvoker:
+    """Invokes the ``selfsup`` CLI in-process (click's ``CliRunner``) with a manager."""
+
+    pm: PluginManager
+
+    def invoke(self, args: list[str], **kwargs: Any) -> Result:
+        """Run ``selfsup ARGS``; returns click's ``Result`` (``exit_code``, ``output``)."""
+        from click.testing import CliRunner
+
+        from selfsup.cli.main import build_cli
+
+        kwargs.setdefault("catch_exceptions", False)
+        return CliRunner().invoke(build_cli(self.pm), args, **kwargs)
+
+
+@pytest.fixture
+def cli_runner(selfsup_pm: PluginManager) -> CliInvoker:
+    """``cli_runner.invoke(["list", "encoder"])`` with the test's ``selfsup_pm``."""
+    return CliInvoker(selfsup_pm)
+
+
+#: Default item shapes per modality (without the batch dimension).
+SHAPES: dict[str, tuple[int, ...]] = {
+    "image": (3, 32, 32),
+    "audio": (16000,),
+    "signal": (1, 256),
+    "ecg": (12, 250),
+    "volume": (1, 16, 16, 16),
+    "tabular": (16,),
+    "any": (16,),
+}
+
+
+def make_batch(modality: str, batch_size: int = 4, seed: int = 0, **kwargs: Any) -> Any:
+    """A small random batch for a modality (synthetic: for shape tests only).
+
+    Args:
+        modality: A key of :data:`SHAPES`, or ``"graph"`` (a PyG ``Batch`` of small
+            random graphs; needs torch-geometric).
+        batch_size: Items (graphs) in the batch.
+        seed: Seed of the generator.
+        **kwargs: ``shape=(...)`` to override the item shape; for graphs
+            ``num_nodes`` (default 10) and ``num_features`` (default 8).
+
+    Raises:
+        ValueError: Unknown modality.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    if modality == "graph":
+        from torch_geometric.data import Batch, Data
+
+        n, f = kwargs.get("num_nodes", 10), kwargs.get("num_features", 8)
+        graphs = []
+        for _ in range(batch_size):
+            edges = torch.randint(0, n, (2, 3 * n), generator=gen)
+            edges = torch.cat([edges, edges.flip(0)], 1)
+            graphs.append(Data(x=torch.randn(n, f, generator=gen), edge_index=edges))
+        return Batch.from_data_list(graphs)
+    shape = kwargs.get("shape") or SHAPES.get(modality)
+    if shape is None:
+        raise ValueError(
+            f"no default shape for modality {modality!r}; pass shape=(...) or use one of "
+            f"{', '.join([*SHAPES, 'graph'])}"
+        )
+    return torch.randn(batch_size, *shape, generator=gen)
+
+
+@pytest.fixture
+def tiny_batch() -> Callable[..., Any]:
+    """The :func:`make_batch` factory: ``tiny_batch("image", batch_size=2)``."""
+    return make_batch
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def contract_cases(pm: PluginManager | None, plugin_name: str, kind: str) -> list[Any]:
+    """A plugin's specs of one kind as ``pytest.param`` values (ids are spec ids).
+
+    Call at collection time: ``@pytest.mark.parametrize("spec", contract_cases(None,
+    "ecg", "encoder"))``. ``pm=None`` uses a fresh manager with the installed entry
+    points. ``kind`` accepts plurals (``"encoders"``).
+    """
+    from selfsup.plugins import PluginManager
+    from selfsup.specs import KINDS
+
+    kind = kind[:-1] if kind not in KINDS and kind[:-1] in KINDS else kind
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    pm = pm or PluginManager()
+    specs = [s for s in pm.registry.list(kind) if s.plugin == plugin_name]
+    return [pytest.param(s, id=s.id) for s in specs]
+
+
+def _batch_size(x: Any) -> int | None:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return int(x.shape[0])
+    if hasattr(x, "num_graphs"):
+        return int(x.num_graphs)
+    if isinstance(x, dict):
+        return next((b for b in map(_batch_size, x.values()) if b is not None), None)
+    if isinstance(x, list | tuple) and x:
+        return _batch_size(x[0])
+    return None
+
+
+def _finite(name: str, t: Any) -> None:
+    import torch
+
+    assert isinstance(t, torch.Tensor), f"{name} must be a tensor, got {type(t).__name__}"
+    assert torch.isfinite(t).all(), f"{name} has NaN or infinite values"
+
+
+def _roundtrip(spec: ComponentSpec, module: Any, params: dict[str, Any]) -> None:
+    """The state dict saves and loads with ``weights_only=True`` into a fresh build."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    fresh = spec.create(**params)
+    fresh.load_state_dict(state)
+
+
+def _grads(module: Any) -> tuple[int, int]:
+    params = [p for p in module.parameters() if p.requires_grad]
+    with_grad = [p for p in params if p.grad is not None]
+    for p in with_grad:
+        _finite("a gradient", p.grad)
+    return len(params), len(with_grad)
+
+
+# --------------------------------------------------------------------------- contracts
+
+
+def check_encoder(
+    spec: ComponentSpec, example_input: Any, expected_batch: int | None = None, **params: Any
+) -> Any:
+    """Build an encoder and check its contract; returns ``(encoder, output)``.
+
+    Checks: an ``nn.Module`` with a positive int ``embed_dim``; ``forward`` returns an
+    :class:`~selfsup.interfaces.EncoderOutput` whose ``pooled`` is ``[B, embed_dim]``
+    and finite; ``tokens`` (if any) is ``[B, T, embed_dim]`` or ``[N, embed_dim]``;
+    ``hidden_states`` (if any) is a tuple of tensors; a backward pass from ``pooled``
+    reaches the parameters with finite gradients; the state dict reloads with
+    ``torch.load(weights_only=True)``.
+
+    Args:
+        spec: The encoder's spec.
+        example_input: A batch the encoder accepts (see :func:`make_batch`).
+        expected_batch: ``B``; inferred from the input when ``None``.
+        **params: Factory parameters.
+    """
+    from torch import nn
+
+    from selfsup.interfaces import EncoderOutput
+
+    encoder = spec.create(**params)
+    assert isinstance(encoder, nn.Module), f"{spec.id}: build must return an nn.Module"
+    dim = getattr(encoder, "embed_dim", None)
+    assert isinstance(dim, int) and dim > 0, f"{spec.id}: embed_dim must be a positive int"
+    encoder.train()
+    out = encoder(example_input)
+    assert isinstance(out, EncoderOutput), f"{spec.id}: forward must return an EncoderOutput"
+    batch = expected_batch if expected_batch is not None else _batch_size(example_input)
+    _finite(f"{spec.id}: pooled", out.pooled)
+    assert out.pooled.dim() == 2 and out.pooled.shape[1] == dim, (
+        f"{spec.id}: pooled must be [B, embed_dim={dim}], got {tuple(out.pooled.shape)}"
+    )
+    if batch is not None:
+        assert out.pooled.shape[0] == batch, (
+            f"{spec.id}: pooled has {out.pooled.shape[0]} rows for a batch of {batch}"
+        )
+    if out.tokens is not None:
+        _finite(f"{spec.id}: tokens", out.tokens)
+        assert out.tokens.dim() in (2, 3) and out.tokens.shape[-1] == dim, (
+            f"{spec.id}: tokens must be [B, T, {dim}] or [N, {dim}], got {tuple(out.tokens.shape)}"
+        )
+        if out.tokens.dim() == 3 and batch is not None:
+            assert out.tokens.shape[0] == batch, f"{spec.id}: tokens batch size differs"
+    if out.hidden_states is not None:
+        assert isinstance(out.hidden_states, tuple) and out.hidden_states, (
+            f"{spec.id}: hidden_states must be a non-empty tuple of tensors"
+        )
+    loss = out.pooled.float().pow(2).mean()
+    if out.tokens is not None:
+        loss = loss + out.tokens.float().pow(2).mean()
+    n_params, n_grads = _grads(encoder)
+    if n_params:
+        loss.backward()
+        _, n_grads = _grads(encoder)
+        assert n_grads > 0, f"{spec.id}: no parameter received a gradient from pooled"
+    _roundtrip(spec, encoder, params)
+    return encoder, out
+
+
+def check_objective(spec: ComponentSpec, encoder: Any, views: Any, **params: Any) -> Any:
+    """Build an objective for ``encoder`` and check one training step's contract.
+
+    Checks: built with ``embed_dim=encoder.embed_dim``; an ``nn.Module`` whose
+    ``forward(encoder, views)`` returns an :class:`~selfsup.interfaces.ObjectiveOutput`
+    with a finite scalar loss and float-convertible metrics; backward reaches the
+    encoder; ``on_step_end`` runs; the state dict reloads with ``weights_only=True``.
+
+    Returns:
+        ``(objective, output)``.
+    """
+    from torch import nn
+
+    from selfsup.interfaces import ObjectiveOutput
+
+    params = {"embed_dim": encoder.embed_dim, **params}
+    objective = spec.create(**params)
+    assert isinstance(objective, nn.Module), f"{spec.id}: build must return an nn.Module"
+    encoder.train()
+    objective.train()
+    encoder.zero_grad(set_to_none=True)
+    out = objective(encoder, views)
+    assert isinstance(out, ObjectiveOutput), f"{spec.id}: forward must return ObjectiveOutput"
+    _finite(f"{spec.id}: loss", out.loss)
+    assert out.loss.dim() == 0, f"{spec.id}: loss must be a scalar, got {tuple(out.loss.shape)}"
+    scalars = out.scalars()
+    assert all(math.isfinite(v) for v in scalars.values()), f"{spec.id}: non-finite {scalars}"
+    out.loss.backward()
+    _, n_grads = _grads(encoder)
+    assert n_grads > 0, f"{spec.id}: the loss does not reach the encoder's parameters"
+    objective.on_step_end(1, 10)
+    _roundtrip(spec, objective, params)
+    return objective, out
+
+
+def check_views(spec: ComponentSpec, batch: Any, **params: Any) -> Any:
+    """Build a view maker and check it on ``batch``; returns the views.
+
+    Checks: callable; does not modify the batch in place; returns a non-empty list or
+    tuple of views (each with the batch's size, finite when a tensor) or a non-empty
+    dict (masked objectives).
+    """
+    import torch
+
+    maker = spec.create(**params)
+    assert callable(maker), f"{spec.id}: build must return a callable view maker"
+    before = batch.clone() if isinstance(batch, torch.Tensor) else None
+    views = maker(batch)
+    if before is not None:
+        assert torch.equal(before, batch), f"{spec.id}: the view maker modified its input"
+    size = _batch_size(batch)
+    if isinstance(views, dict):
+        assert views, f"{spec.id}: returned an empty dict"
+        return views
+    assert isinstance(views, list | tuple) and views, (
+        f"{spec.id}: must return a non-empty list of views (or a dict), got {type(views).__name__}"
+    )
+    for i, view in enumerate(views):
+        if isinstance(view, torch.Tensor):
+            _finite(f"{spec.id}: view {i}", view)
+        if size is not None and _batch_size(view) is not None:
+            assert _batch_size(view) == size, f"{spec.id}: view {i} changes the batch size"
+    return views
+
+
+def check_dataset(spec: ComponentSpec, **params: Any) -> Any:
+    """Build a dataset and check its splits; returns the :class:`DataSplits`.
+
+    Checks: a ``DataSplits`` with a non-empty ``train``; map-style splits yield
+    ``(x, y)`` pairs with an integer ``y`` in ``[-1, num_classes)``; single-object
+    splits (a whole graph) are accepted as they are.
+    """
+    from selfsup.interfaces import DataSplits
+
+    data = spec.create(**params)
+    assert isinstance(data, DataSplits), f"{spec.id}: build must return DataSplits"
+    assert isinstance(data.num_classes, int) and data.num_classes >= 0
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if split is None:
+            assert name != "train", f"{spec.id}: the train split is missing"
+            continue
+        if not (hasattr(split, "__len__") and hasattr(split, "__getitem__")):
+            continue
+        if getattr(split, "num_nodes", None) is not None:
+            continue  # a whole graph: its masks live in meta
+        assert len(split) > 0, f"{spec.id}: the {name} split is empty"
+        item = split[0]
+        assert isinstance(item, tuple | list) and len(item) == 2, (
+            f"{spec.id}: {name} items must be (x, y) pairs, got {type(item).__name__}"
+        )
+        y = int(item[1])
+        if data.num_classes:
+            assert -1 <= y < data.num_classes, f"{spec.id}: label {y} out of range"
+    return data
+
+
+def check_evaluator(
+    spec: ComponentSpec, encoder: Any, data: Any, seed: int = 0, **params: Any
+) -> dict[str, float]:
+    """Build an evaluator, run it on CPU and check it returns finite named floats."""
+    import torch
+
+    from selfsup.engine.runtime import Runtime
+
+    evaluator = spec.create(**params)
+    assert hasattr(evaluator, "evaluate"), f"{spec.id}: build must return an Evaluator"
+    encoder.eval()
+    metrics = evaluator.evaluate(encoder, data, Runtime(device=torch.device("cpu")), seed=seed)
+    assert isinstance(metrics, dict) and metrics, f"{spec.id}: evaluate must return a dict"
+    for key, value in metrics.items():
+        assert isinstance(key, str), f"{spec.id}: metric names must be str"
+        assert math.isfinite(float(value)), f"{spec.id}: metric {key}={value!r} is not finite"
+    return {k: float(v) for k, v in metrics.items()}
