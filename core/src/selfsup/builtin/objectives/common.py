@@ -1,0 +1,96 @@
+"""Helpers shared by the core objectives: view checks, encoding and logged statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfsup.interfaces import EncoderOutput
+
+__all__ = [
+    "check_positive",
+    "check_views",
+    "embedding_std",
+    "encode",
+    "positive_cosine",
+]
+
+
+def check_views(views: Any, objective: str, exact: int | None = 2, minimum: int = 2) -> list[Any]:
+    """Return ``views`` as a list after checking how many there are.
+
+    Args:
+        views: What the view maker produced (a list or tuple of batches).
+        objective: The objective's id, for the error message.
+        exact: The required number of views, or ``None`` for "at least ``minimum``".
+        minimum: The smallest number of views accepted when ``exact`` is ``None``.
+
+    Raises:
+        TypeError: ``views`` is not a list or tuple.
+        ValueError: The number of views is wrong.
+    """
+    if not isinstance(views, (list, tuple)):
+        raise TypeError(
+            f"{objective} expects a list of views from the view maker, got "
+            f"{type(views).__name__}; pair it with a view maker that returns "
+            f"{exact or minimum} or more augmented views"
+        )
+    n = len(views)
+    if (exact is not None and n != exact) or n < minimum:
+        want = f"exactly {exact}" if exact is not None else f"at least {minimum}"
+        raise ValueError(
+            f"{objective} needs {want} views per batch, got {n}; set the view maker's "
+            f"number of views accordingly"
+        )
+    return list(views)
+
+
+def check_positive(name: str, value: float, objective: str) -> float:
+    """Return ``float(value)`` if it is a positive number, else raise a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{objective}: {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def encode(encoder: nn.Module, view: Any, embed_dim: int, objective: str) -> Tensor:
+    """The encoder's pooled ``[B, D]`` embedding of one view, with a shape check.
+
+    Raises:
+        TypeError: The encoder returned something other than an ``EncoderOutput``
+            or a tensor.
+        ValueError: The width differs from the ``embed_dim`` the objective was built for.
+    """
+    out = encoder(view)
+    pooled = out.pooled if isinstance(out, EncoderOutput) else out
+    if not isinstance(pooled, Tensor):
+        raise TypeError(
+            f"{objective}: the encoder must return an EncoderOutput (or a tensor), "
+            f"got {type(out).__name__}"
+        )
+    if pooled.dim() != 2 or pooled.shape[1] != embed_dim:
+        raise ValueError(
+            f"{objective}: the encoder's pooled output has shape {tuple(pooled.shape)}, "
+            f"expected [batch, {embed_dim}]; build the objective with "
+            f"embed_dim=encoder.embed_dim"
+        )
+    return pooled
+
+
+@torch.no_grad()
+def embedding_std(z: Tensor) -> Tensor:
+    """Mean per-dimension std of the L2-normalised embeddings (collapse monitor).
+
+    About ``1 / sqrt(D)`` for well-spread embeddings, ``0`` for a collapsed encoder.
+    """
+    if z.shape[0] < 2:
+        return z.new_zeros(())
+    return F.normalize(z.detach().float(), dim=-1).std(dim=0).mean()
+
+
+@torch.no_grad()
+def positive_cosine(a: Tensor, b: Tensor) -> Tensor:
+    """Mean cosine similarity of matching rows (positive pairs)."""
+    return F.cosine_similarity(a.detach().float(), b.detach().float(), dim=-1).mean()
