@@ -25,7 +25,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from selfsup.builtin.objectives.barlow_twins import barlow_twins_loss
 from selfsup.builtin.objectives.byol import byol_loss
 from selfsup.builtin.objectives.dino import dino_loss, update_center

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-
 from selfsup.builtin.objectives.barlow_twins import barlow_twins_loss
 from selfsup.builtin.objectives.byol import byol_loss
 from selfsup.builtin.objectives.dino import dino_loss, update_center
