@@ -1,0 +1,306 @@
+"""Shared helpers of the frozen-feature evaluators: splits, labels, standardisation, accuracy.
+
+Every evaluator gets features only through :meth:`DataSplits.embed`, so that graph
+datasets (which return the node embeddings of a mask) work unchanged.
+
+Split protocol of the supervised evaluators (:func:`labelled_splits`):
+
+* ``train`` + ``val`` + ``test``: select on ``val``, report on ``test``.
+* ``train`` + ``test`` (no ``val``): a stratified, seeded ``val_fraction`` of ``train`` is
+  carved out for selection; the final model is fit on the whole ``train`` split.
+* ``train`` + ``val`` (no ``test``): the same carving of ``train`` for selection, and the
+  dataset's ``val`` split, never seen during selection, is the held-out split. Metric
+  names then end in ``_on_val`` so that nobody mistakes them for test figures.
+* ``train`` alone: an error (there is nothing held out to report on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from selfsup.engine.runtime import Runtime
+    from selfsup.interfaces import DataSplits
+
+__all__ = [
+    "LabelledSplits",
+    "accuracy",
+    "as_grid",
+    "check_finite",
+    "check_labels",
+    "compute_device",
+    "cpu_threads_for",
+    "has_split",
+    "labelled_splits",
+    "positive_float",
+    "positive_int",
+    "require_labelled",
+    "standardize",
+    "stratified_split",
+    "subsample",
+]
+
+
+def has_split(data: DataSplits, name: str) -> bool:
+    """Whether ``data`` has a non-empty split called ``name``."""
+    return getattr(data, name, None) is not None
+
+
+def compute_device(runtime: Runtime) -> torch.device:
+    """The device evaluators compute on: the runtime's device (a GPU when there is one)."""
+    return runtime.device
+
+
+#: Below this many feature entries, CPU work runs on one thread (see :func:`cpu_threads_for`).
+SMALL_PROBLEM = 1 << 21
+
+
+@contextlib.contextmanager
+def cpu_threads_for(device: torch.device, numel: int) -> Iterator[None]:
+    """Run small CPU problems on one intra-op thread, restoring the setting afterwards.
+
+    Iterative solvers on small matrices (thousands of tiny ops) gain nothing from
+    several threads, and on a busy machine the threads' synchronisation makes them
+    up to 50x slower. Large problems and GPUs keep the configured parallelism.
+    """
+    before = torch.get_num_threads()
+    if device.type != "cpu" or numel > SMALL_PROBLEM or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
+    """Validate an integer parameter ``>= minimum``.
+
+    Raises:
+        ValueError: ``value`` is not an integer or is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def positive_float(owner: str, name: str, value: object, allow_zero: bool = False) -> float:
+    """Validate a finite float parameter ``> 0`` (or ``>= 0`` with ``allow_zero``).
+
+    Raises:
+        ValueError: ``value`` is not a number or not in range.
+    """
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = v == v and v != float("inf") and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{owner}: {name}={value!r} must be a finite number {bound}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def require_labelled(owner: str, data: DataSplits) -> None:
+    """Fail early for a label-based evaluator on an unlabelled dataset.
+
+    Raises:
+        ValueError: The dataset declares no classes (``num_classes < 1``).
+    """
+    if data.num_classes < 1:
+        raise ValueError(
+            f"{owner} needs class labels, but the dataset declares num_classes="
+            f"{data.num_classes} (unlabelled); use a label-free evaluator such as "
+            "core:rankme, or a labelled dataset"
+        )
+
+
+def check_labels(owner: str, data: DataSplits, split: str, y: Tensor) -> Tensor:
+    """Check that a split's labels are usable class indices and return them as ``int64``.
+
+    Raises:
+        ValueError: The dataset is unlabelled, or labels are missing (``-1``) or out
+            of range ``[0, num_classes)``.
+    """
+    require_labelled(owner, data)
+    y = y.reshape(-1).long()
+    missing = int((y < 0).sum())
+    if missing:
+        raise ValueError(
+            f"{owner} needs class labels, but {missing} of {y.numel()} items of the "
+            f"{split!r} split have label -1 (unlabelled)"
+        )
+    if y.numel() and int(y.max()) >= data.num_classes:
+        raise ValueError(
+            f"{owner}: the {split!r} split has label {int(y.max())} but the dataset "
+            f"declares num_classes={data.num_classes}; labels must be in [0, num_classes)"
+        )
+    return y
+
+
+def check_finite(owner: str, split: str, x: Tensor) -> Tensor:
+    """Check that embeddings are finite (a diverged encoder yields NaN or inf).
+
+    Raises:
+        ValueError: Some embedding entries are NaN or infinite.
+    """
+    bad = int((~torch.isfinite(x)).any(dim=-1).sum()) if x.numel() else 0
+    if bad:
+        raise ValueError(
+            f"{owner}: {bad} of {x.shape[0]} embeddings of the {split!r} split hold NaN or "
+            "inf; the encoder has diverged (check the run's loss and learning rate)"
+        )
+    return x
+
+
+def stratified_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split indices into (rest, held-out) with ``fraction`` of every class held out.
+
+    Each class with at least two items keeps at least one item on both sides, so
+    every class that can be is represented in both parts. Deterministic in ``seed``.
+
+    Returns:
+        Sorted ``int64`` index tensors ``(rest, held_out)``.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"stratified_split: fraction={fraction!r} must be in (0, 1)")
+    gen = torch.Generator().manual_seed(int(seed))
+    y = y.reshape(-1).cpu()
+    rest, held = [], []
+    for cls in torch.unique(y):
+        idx = torch.nonzero(y == cls).reshape(-1)
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        n = idx.numel()
+        n_held = round(fraction * n)
+        if n >= 2:
+            n_held = min(max(n_held, 1), n - 1)
+        held.append(idx[:n_held])
+        rest.append(idx[n_held:])
+    return torch.cat(rest).sort().values, torch.cat(held).sort().values
+
+
+def subsample(n: int, max_items: int | None, seed: int) -> Tensor | None:
+    """Seeded random indices of at most ``max_items`` of ``n`` items (``None``: keep all)."""
+    if max_items is None or n <= max_items:
+        return None
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(n, generator=gen)[:max_items].sort().values
+
+
+def standardize(fit: Tensor, *others: Tensor, eps: float = 1e-6) -> list[Tensor]:
+    """Zero-mean, unit-variance features using the statistics of ``fit`` only.
+
+    Constant features (standard deviation below ``eps``) are centred but not scaled.
+    """
+    mean = fit.mean(0, keepdim=True)
+    std = fit.std(0, unbiased=False, keepdim=True)
+    std = torch.where(std < eps, torch.ones_like(std), std)
+    return [(t - mean) / std for t in (fit, *others)]
+
+
+def accuracy(pred: Tensor, y: Tensor) -> float:
+    """Fraction of ``pred`` equal to ``y`` (``nan`` for an empty split)."""
+    if y.numel() == 0:
+        return float("nan")
+    return float((pred.reshape(-1) == y.reshape(-1)).double().mean())
+
+
+@dataclass
+class LabelledSplits:
+    """Features and labels for selection and final reporting.
+
+    Attributes:
+        select_x, select_y: What candidate models are fit on during selection.
+        val_x, val_y: Where candidates are scored (dataset ``val`` or carved from train).
+        final_x, final_y: What the chosen model is fit on.
+        heldout_x, heldout_y: Where the chosen model is reported once.
+        heldout: ``"test"``, or ``"val"`` when the dataset has no test split.
+        val_carved: Whether the validation part was carved out of ``train``.
+    """
+
+    select_x: Tensor
+    select_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+    final_x: Tensor
+    final_y: Tensor
+    heldout_x: Tensor
+    heldout_y: Tensor
+    heldout: str
+    val_carved: bool
+
+    def name(self, metric: str) -> str:
+        """The reported metric's name: ``metric``, or ``metric + "_on_val"`` without test."""
+        return metric if self.heldout == "test" else f"{metric}_on_val"
+
+
+@torch.no_grad()
+def labelled_splits(
+    owner: str,
+    encoder: nn.Module,
+    data: DataSplits,
+    runtime: Runtime,
+    seed: int,
+    val_fraction: float = 0.1,
+    refit_on_val: bool = False,
+) -> LabelledSplits:
+    """Embed the splits and arrange them for select-on-val, report-on-held-out.
+
+    See the module docstring for the protocol. With ``refit_on_val`` the final model
+    is fit on ``train`` plus the dataset's own ``val`` split (only when ``val`` is the
+    selection split; a carved validation part always returns to ``train``).
+
+    Raises:
+        ValueError: No held-out split exists, or labels are unusable.
+    """
+    require_labelled(owner, data)
+    has_val, has_test = has_split(data, "val"), has_split(data, "test")
+    if not (has_val or has_test):
+        raise ValueError(
+            f"{owner} needs a held-out split, but the dataset has only 'train'; give the "
+            "dataset a 'val' or 'test' split (most dataset plugins take a split parameter)"
+        )
+
+    def load(split: str) -> tuple[Tensor, Tensor]:
+        x, y = data.embed(encoder, split, runtime)
+        return check_finite(owner, split, x.float()), check_labels(owner, data, split, y)
+
+    x_tr, y_tr = load("train")
+    if has_val and has_test:
+        x_va, y_va = load("val")
+        x_te, y_te = load("test")
+        final_x, final_y = x_tr, y_tr
+        if refit_on_val:
+            final_x, final_y = torch.cat([x_tr, x_va]), torch.cat([y_tr, y_va])
+        return LabelledSplits(x_tr, y_tr, x_va, y_va, final_x, final_y, x_te, y_te, "test", False)
+    heldout = "test" if has_test else "val"
+    x_ho, y_ho = load(heldout)
+    rest, held = stratified_split(y_tr, val_fraction, seed)
+    if rest.numel() == 0 or held.numel() == 0:
+        raise ValueError(
+            f"{owner}: the train split ({y_tr.numel()} items) is too small to carve a "
+            f"validation part of val_fraction={val_fraction}"
+        )
+    return LabelledSplits(
+        x_tr[rest], y_tr[rest], x_tr[held], y_tr[held], x_tr, y_tr, x_ho, y_ho, heldout, True
+    )
+
+
+def as_grid(owner: str, name: str, values: Sequence[float] | float) -> tuple[float, ...]:
+    """Validate a non-empty grid of positive numbers (a single number is a grid of one).
+
+    Raises:
+        ValueError: The grid is empty or holds a non-positive value.
+    """
+    seq = [values] if isinstance(values, int | float) else list(values)
+    if not seq:
+        raise ValueError(f"{owner}: {name} must hold at least one value")
+    return tuple(positive_float(owner, f"{name} entry", v, allow_zero=True) for v in seq)
