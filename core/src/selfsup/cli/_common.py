@@ -169,6 +169,7 @@ def render_error(console: Console, exc: BaseException, debug: bool = False) -> N
     text = Text(f"{prefix}{title}: ", style="bold red")
     text.append(message)
     console.print(text, soft_wrap=True)
-    tail = hint if debug else " ".join(p for p in (hint, "(--debug shows the traceback)") if p)
+    more = "" if debug or exit_code_for(exc) == EXIT_CONFIG else "(--debug shows the traceback)"
+    tail = " ".join(p for p in (hint, more) if p)
     if tail:
         console.print(Text(tail, style="dim"), soft_wrap=True)

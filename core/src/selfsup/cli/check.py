@@ -55,32 +55,32 @@ def _ref(value: Any) -> str:
 
 
 def arms_table(resolved: ResolvedExperiment) -> Table:
-    """A table of the arms (rows) with their components and seeds."""
+    """A table of the arms (rows): their components, training budget and seeds."""
     cfg = resolved.config
     seeds = ", ".join(str(s) for s in cfg.seeds)
-    table = Table(title=f"experiment {cfg.name}", title_justify="left")
-    for column in ("arm", "data", "encoder", "views", "objective", "evaluators", "train", "seeds"):
+    table = Table(title=f"experiment {cfg.name}", title_justify="left", show_lines=True)
+    for column in ("arm", "components", "train", "seeds"):
         table.add_column(column, overflow="fold")
     for item in resolved.arms:
         arm = item.arm
         train = arm.train
-        budget = f"{train.epochs} ep" if arm.pretrains else "no pretraining"
+        lines = [
+            f"{role}: {_ref(getattr(arm, role))}"
+            for role in ("data", "encoder", "views", "objective")
+            if getattr(arm, role) is not None
+        ]
+        if arm.evaluators:
+            lines.append(f"evaluators: {', '.join(_ref(e) for e in arm.evaluators)}")
         if arm.pretrains:
-            budget += f", bs {train.batch_size}, {train.optimizer.name} lr {train.optimizer.lr:g}"
+            budget = (
+                f"{train.epochs} epochs, batch {train.batch_size}, "
+                f"{train.optimizer.name} lr {train.optimizer.lr:g}, {train.precision}"
+            )
             if arm.routine.id != "core:minibatch":
                 budget += f", {_ref(arm.routine)}"
-        table.add_row(
-            *plain(
-                arm.name,
-                _ref(arm.data),
-                _ref(arm.encoder),
-                _ref(arm.views),
-                _ref(arm.objective),
-                ", ".join(_ref(e) for e in arm.evaluators) or "-",
-                budget,
-                seeds,
-            )
-        )
+        else:
+            budget = "no pretraining"
+        table.add_row(*plain(arm.name, "\n".join(lines), budget, seeds))
     return table
 
 

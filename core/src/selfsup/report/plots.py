@@ -68,12 +68,15 @@ def plot_curves(runs: list[RunRecord], out_dir: Path, kind: str) -> Path | None:
     keys = keys[:9]
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False, layout="constrained"
+    )
     for ax, key in zip(axes.flat, keys, strict=False):
         for label, (xs, ys) in sorted(curves[key].items()):
             ax.plot(xs, ys, label=label, marker="o" if kind == "epoch" and len(xs) < 30 else None)
         ax.set_title(key)
         ax.set_xlabel(kind)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
@@ -139,7 +142,9 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
     plt = require_matplotlib()
     cols = min(3, len(chosen))
     rows = math.ceil(len(chosen) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False, layout="constrained"
+    )
     rng = np.random.default_rng(0)
     for ax, (arm, run) in zip(axes.flat, chosen.items(), strict=False):
         feats, labels = _load_embeddings(run.embeddings)  # type: ignore[arg-type]
@@ -148,7 +153,9 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
             index = np.sort(rng.choice(index, MAX_POINTS, replace=False))
         xy = project_2d(feats[index], method)
         colours = None if labels is None else np.asarray(labels)[index]
-        ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6, cmap="tab10", alpha=0.8)
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6, cmap="tab10", alpha=0.8)
+        if colours is not None and len(np.unique(colours)) <= 10:
+            ax.legend(*points.legend_elements(), fontsize="x-small", title="label", loc="best")
         ax.set_title(f"{arm} ({run.label})", fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])
