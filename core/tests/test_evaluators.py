@@ -137,6 +137,39 @@ def test_linear_probe_carves_validation_and_reports_on_val(digits):
         LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False, test=False), CPU)
 
 
+class MaskedSplits(DataSplits):
+    """Graph-style splits: all items in ``train``, split masks in ``meta``, ``embed`` overridden."""
+
+    @torch.no_grad()
+    def embed(self, encoder, split, runtime, batch_size=512):
+        mask = self.meta.get(f"{split}_mask")
+        if mask is None:
+            raise KeyError(f"dataset has no {split!r} split")
+        x, y = self.train.tensors
+        return encoder(x[mask]).pooled.cpu(), y[mask]
+
+
+def test_evaluators_use_overridden_embed_for_mask_splits(digits):
+    x, y = digits
+    n = len(y)
+    train_mask = torch.arange(n) < int(0.6 * n)
+    test_mask = torch.arange(n) >= int(0.8 * n)
+    masked = MaskedSplits(
+        train=TensorDataset(x, y),
+        num_classes=10,
+        meta={"train_mask": train_mask, "test_mask": test_mask},
+    )
+    plain = make_splits(x, y, val=False)
+    probe = LinearProbe(weight_decays=[1e-3, 1e-2])
+    assert probe.evaluate(Flatten(), masked, CPU) == probe.evaluate(Flatten(), plain, CPU)
+    assert KNN(k=10).evaluate(Flatten(), masked, CPU) == KNN(k=10).evaluate(Flatten(), plain, CPU)
+    km = KMeansClustering(n_init=2)
+    assert km.evaluate(Flatten(), masked, CPU) == km.evaluate(Flatten(), plain, CPU)
+    assert RankMe().evaluate(Flatten(), masked, CPU) == RankMe().evaluate(Flatten(), plain, CPU)
+    with pytest.raises(ValueError, match="split='val'"):
+        RankMe(split="val").evaluate(Flatten(), masked, CPU)
+
+
 def test_knn_on_digits(digits):
     x, y = digits
     out = KNN().evaluate(Flatten(), make_splits(x, y), CPU, seed=0)

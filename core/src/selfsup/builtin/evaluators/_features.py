@@ -38,6 +38,8 @@ __all__ = [
     "check_labels",
     "compute_device",
     "cpu_threads_for",
+    "embed_split",
+    "first_embedded",
     "has_split",
     "labelled_splits",
     "positive_float",
@@ -242,6 +244,33 @@ class LabelledSplits:
         return metric if self.heldout == "test" else f"{metric}_on_val"
 
 
+def embed_split(
+    owner: str, encoder: nn.Module, data: DataSplits, split: str, runtime: Runtime
+) -> tuple[Tensor, Tensor] | None:
+    """Frozen embeddings and labels of ``split``, or ``None`` when the dataset lacks it.
+
+    A split is missing when its attribute is ``None``, unless the dataset overrides
+    :meth:`DataSplits.embed` (graph datasets keep one graph in ``train`` and select
+    nodes by mask): then ``embed`` decides, and a ``KeyError`` from it means missing,
+    as :meth:`DataSplits.split` raises.
+
+    Raises:
+        ValueError: The embeddings hold NaN or inf.
+    """
+    from selfsup.interfaces import DataSplits
+
+    overrides = type(data).embed is not DataSplits.embed
+    if not has_split(data, split) and not overrides:
+        return None
+    try:
+        x, y = data.embed(encoder, split, runtime)
+    except KeyError:
+        if has_split(data, split):
+            raise
+        return None
+    return check_finite(owner, split, x.float()), y
+
+
 @torch.no_grad()
 def labelled_splits(
     owner: str,
@@ -259,30 +288,30 @@ def labelled_splits(
     selection split; a carved validation part always returns to ``train``).
 
     Raises:
-        ValueError: No held-out split exists, or labels are unusable.
+        ValueError: No train or held-out split exists, or labels are unusable.
     """
     require_labelled(owner, data)
-    has_val, has_test = has_split(data, "val"), has_split(data, "test")
-    if not (has_val or has_test):
+    loaded: dict[str, tuple[Tensor, Tensor]] = {}
+    for split in ("train", "val", "test"):
+        got = embed_split(owner, encoder, data, split, runtime)
+        if got is not None:
+            loaded[split] = (got[0], check_labels(owner, data, split, got[1]))
+    if "train" not in loaded:
+        raise ValueError(f"{owner} needs a 'train' split to fit on; the dataset has none")
+    if "val" not in loaded and "test" not in loaded:
         raise ValueError(
             f"{owner} needs a held-out split, but the dataset has only 'train'; give the "
             "dataset a 'val' or 'test' split (most dataset plugins take a split parameter)"
         )
-
-    def load(split: str) -> tuple[Tensor, Tensor]:
-        x, y = data.embed(encoder, split, runtime)
-        return check_finite(owner, split, x.float()), check_labels(owner, data, split, y)
-
-    x_tr, y_tr = load("train")
-    if has_val and has_test:
-        x_va, y_va = load("val")
-        x_te, y_te = load("test")
+    x_tr, y_tr = loaded["train"]
+    if "val" in loaded and "test" in loaded:
+        (x_va, y_va), (x_te, y_te) = loaded["val"], loaded["test"]
         final_x, final_y = x_tr, y_tr
         if refit_on_val:
             final_x, final_y = torch.cat([x_tr, x_va]), torch.cat([y_tr, y_va])
         return LabelledSplits(x_tr, y_tr, x_va, y_va, final_x, final_y, x_te, y_te, "test", False)
-    heldout = "test" if has_test else "val"
-    x_ho, y_ho = load(heldout)
+    heldout = "test" if "test" in loaded else "val"
+    x_ho, y_ho = loaded[heldout]
     rest, held = stratified_split(y_tr, val_fraction, seed)
     if rest.numel() == 0 or held.numel() == 0:
         raise ValueError(
@@ -292,6 +321,30 @@ def labelled_splits(
     return LabelledSplits(
         x_tr[rest], y_tr[rest], x_tr[held], y_tr[held], x_tr, y_tr, x_ho, y_ho, heldout, True
     )
+
+
+def first_embedded(
+    owner: str,
+    encoder: nn.Module,
+    data: DataSplits,
+    runtime: Runtime,
+    split: str | None,
+    order: Sequence[str],
+) -> tuple[str, Tensor, Tensor]:
+    """Embed ``split``, or without one the first split of ``order`` the dataset has.
+
+    Returns:
+        ``(split name, features, labels)``.
+
+    Raises:
+        ValueError: The asked split (or every split of ``order``) is missing.
+    """
+    for name in (split,) if split is not None else order:
+        got = embed_split(owner, encoder, data, name, runtime)
+        if got is not None:
+            return name, got[0], got[1]
+    what = f"split={split!r}" if split is not None else f"any of the splits {list(order)}"
+    raise ValueError(f"{owner}: the dataset has no {what}")
 
 
 def as_grid(owner: str, name: str, values: Sequence[float] | float) -> tuple[float, ...]:

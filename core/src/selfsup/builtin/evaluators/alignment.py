@@ -55,8 +55,11 @@ def uniformity(z: Tensor, t: float = 2.0) -> float:
 
 
 def _inputs(batch: Any) -> Any:
-    """The model input of a collated batch: ``x`` of an ``(x, y)`` pair, else the batch."""
-    if isinstance(batch, list | tuple) and len(batch) == 2:
+    """The model input of a collated batch: ``x`` of ``(x, y, ...)``, else the batch.
+
+    The same rule as the mini-batch training loop, so views see what they saw in training.
+    """
+    if isinstance(batch, list | tuple):
         return batch[0]
     return batch
 

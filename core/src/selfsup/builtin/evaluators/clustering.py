@@ -21,11 +21,10 @@ from selfsup.builtin.evaluators._cluster_metrics import (
     normalized_mutual_info,
 )
 from selfsup.builtin.evaluators._features import (
-    check_finite,
     check_labels,
     compute_device,
     cpu_threads_for,
-    has_split,
+    first_embedded,
     positive_float,
     positive_int,
     require_labelled,
@@ -186,15 +185,6 @@ class KMeansClustering:
         self.split = split
         self.max_items = None if max_items is None else positive_int(_OWNER, "max_items", max_items)
 
-    def _pick_split(self, data: DataSplits) -> str:
-        if self.split is not None:
-            if not has_split(data, self.split):
-                raise ValueError(
-                    f"{_OWNER}: split={self.split!r} but the dataset has no such split"
-                )
-            return self.split
-        return next(s for s in ("test", "val", "train") if has_split(data, s))
-
     def evaluate(
         self, encoder: nn.Module, data: DataSplits, runtime: Runtime, seed: int = 0
     ) -> dict[str, float]:
@@ -204,9 +194,9 @@ class KMeansClustering:
             ValueError: The dataset is unlabelled, or there are fewer items than clusters.
         """
         require_labelled(_OWNER, data)
-        split = self._pick_split(data)
-        x, y = data.embed(encoder, split, runtime)
-        x = check_finite(_OWNER, split, x.float())
+        split, x, y = first_embedded(
+            _OWNER, encoder, data, runtime, self.split, ("test", "val", "train")
+        )
         y = check_labels(_OWNER, data, split, y)
         keep = subsample(x.shape[0], self.max_items, seed)
         if keep is not None:

@@ -14,9 +14,8 @@ import torch
 from torch import Tensor
 
 from selfsup.builtin.evaluators._features import (
-    check_finite,
     compute_device,
-    has_split,
+    first_embedded,
     positive_float,
     positive_int,
     subsample,
@@ -93,10 +92,7 @@ class RankMe:
         Raises:
             ValueError: The split does not exist or the embeddings are not finite.
         """
-        if not has_split(data, self.split):
-            raise ValueError(f"{_OWNER}: split={self.split!r} but the dataset has no such split")
-        z, _ = data.embed(encoder, self.split, runtime)
-        z = check_finite(_OWNER, self.split, z.float())
+        _, z, _ = first_embedded(_OWNER, encoder, data, runtime, self.split, ())
         keep = subsample(z.shape[0], self.max_items, seed)
         if keep is not None:
             z = z[keep]
