@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
+    check_embed_dim,
     check_positive,
     check_views,
     embedding_std,
@@ -145,8 +146,8 @@ class BarlowTwins(Objective):
         reduce_distributed: bool = True,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
-        self.lambd = check_positive("lambd", lambd, self.name)
+        self.embed_dim = check_embed_dim(embed_dim, self.name)
+        self.lambd = check_positive("lambd", lambd, self.name, allow_zero=True)
         self.reduce_distributed = reduce_distributed
         self.projector: nn.Module = MLPHead(
             embed_dim, hidden_dim, out_dim, num_layers, last_bias=False

@@ -18,6 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
+    check_embed_dim,
     check_views,
     embedding_std,
     encode,
@@ -67,7 +68,7 @@ class BYOL(TeacherStudentObjective):
         final_momentum: float = 1.0,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
+        self.embed_dim = check_embed_dim(embed_dim, self.name)
         self.projector: nn.Module = MLPHead(embed_dim, hidden_dim, proj_dim, 2)
         self.predictor: nn.Module = MLPHead(proj_dim, hidden_dim, proj_dim, 2)
         self.teacher = EMATeacher(self.projector, base_momentum, final_momentum)

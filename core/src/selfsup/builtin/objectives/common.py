@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from selfsup.interfaces import EncoderOutput
 
 __all__ = [
+    "check_embed_dim",
     "check_positive",
     "check_views",
     "embedding_std",
@@ -48,11 +50,28 @@ def check_views(views: Any, objective: str, exact: int | None = 2, minimum: int 
     return list(views)
 
 
-def check_positive(name: str, value: float, objective: str) -> float:
-    """Return ``float(value)`` if it is a positive number, else raise a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{objective}: {name} must be a positive number, got {value!r}")
+def check_positive(name: str, value: float, objective: str, allow_zero: bool = False) -> float:
+    """Return ``float(value)`` if it is a positive (or, if allowed, zero) number.
+
+    Raises:
+        ValueError: Naming the objective, the key and the value.
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0) and math.isfinite(value)
+    if not ok:
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{objective}: {name} must be {kind} number, got {value!r}")
     return float(value)
+
+
+def check_embed_dim(embed_dim: int, objective: str) -> int:
+    """Return ``embed_dim`` if it is a positive integer, else raise a clear error."""
+    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 1:
+        raise ValueError(
+            f"{objective}: embed_dim must be a positive integer (the encoder's width), "
+            f"got {embed_dim!r}"
+        )
+    return embed_dim
 
 
 def encode(encoder: nn.Module, view: Any, embed_dim: int, objective: str) -> Tensor:

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from selfsup.builtin.objectives.common import check_positive, check_views, embedding_std, encode
+from selfsup.builtin.objectives.common import (
+    check_embed_dim,
+    check_positive,
+    check_views,
+    embedding_std,
+    encode,
+)
 from selfsup.builtin.objectives.ema import EMATeacher, TeacherStudentObjective
 from selfsup.builtin.objectives.heads import DINOHead
 from selfsup.engine import distributed as D
@@ -139,7 +145,7 @@ class DINO(TeacherStudentObjective):
         final_momentum: float = 1.0,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
+        self.embed_dim = check_embed_dim(embed_dim, self.name)
         self.student_temp = check_positive("student_temp", student_temp, self.name)
         self.teacher_temp = check_positive("teacher_temp", teacher_temp, self.name)
         self.warmup_teacher_temp = check_positive(

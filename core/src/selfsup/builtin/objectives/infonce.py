@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
+    check_embed_dim,
     check_positive,
     check_views,
     embedding_std,
@@ -151,7 +152,7 @@ class SimCLR(Objective):
         gather_distributed: bool = True,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
+        self.embed_dim = check_embed_dim(embed_dim, self.name)
         self.temperature = check_positive("temperature", temperature, self.name)
         self.decoupled = decoupled
         self.intra_view_negatives = intra_view_negatives

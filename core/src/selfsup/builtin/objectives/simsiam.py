@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
+    check_embed_dim,
     check_views,
     embedding_std,
     encode,
@@ -72,7 +73,7 @@ class SimSiam(Objective):
         num_layers: int = 3,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
+        self.embed_dim = check_embed_dim(embed_dim, self.name)
         self.projector: nn.Module = MLPHead(
             embed_dim, proj_dim, proj_dim, num_layers, last_batch_norm=True
         )

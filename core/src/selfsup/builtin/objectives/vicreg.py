@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
+    check_embed_dim,
     check_positive,
     check_views,
     embedding_std,
@@ -132,10 +133,10 @@ class VICReg(Objective):
         reduce_distributed: bool = True,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
-        self.sim_coeff = check_positive("sim_coeff", sim_coeff, self.name)
-        self.std_coeff = check_positive("std_coeff", std_coeff, self.name)
-        self.cov_coeff = check_positive("cov_coeff", cov_coeff, self.name)
+        self.embed_dim = check_embed_dim(embed_dim, self.name)
+        self.sim_coeff = check_positive("sim_coeff", sim_coeff, self.name, allow_zero=True)
+        self.std_coeff = check_positive("std_coeff", std_coeff, self.name, allow_zero=True)
+        self.cov_coeff = check_positive("cov_coeff", cov_coeff, self.name, allow_zero=True)
         self.eps = check_positive("eps", eps, self.name)
         self.reduce_distributed = reduce_distributed
         self.projector: nn.Module = MLPHead(embed_dim, hidden_dim, out_dim, num_layers)
