@@ -123,10 +123,11 @@ class PluginManager:
             return False
         return self.allow is None or name in self.allow or name == "core"
 
-    def _fail(self, info: PluginInfo, exc: BaseException | str) -> None:
+    def _fail(self, info: PluginInfo, exc: BaseException | str, record: bool = True) -> None:
         info.status = "failed"
         info.error = exc if isinstance(exc, str) else _short(exc)
-        self.infos[info.name] = info
+        if record:  # not for a rejected duplicate: the active plugin of that name stays
+            self.infos[info.name] = info
         if self.strict:
             raise PluginLoadError(info.one_line_error()) from (
                 exc if isinstance(exc, BaseException) else None
@@ -193,7 +194,7 @@ class PluginManager:
         """
         info = info or PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)))
         if name in self.infos and self.infos[name].status == "active":
-            self._fail(info, f"a plugin named {name!r} is already registered")
+            self._fail(info, f"a plugin named {name!r} is already registered", record=False)
             return False
         extra_specs = getattr(plugin, "selfsup_hookspecs", None)
         try:
