@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from selfsup.hookspecs import hookimpl
-from selfsup.specs import EvaluatorSpec, ObjectiveSpec, RoutineSpec, ViewSpec
+from selfsup.specs import (
+    DatasetSpec,
+    EncoderSpec,
+    EvaluatorSpec,
+    ObjectiveSpec,
+    RoutineSpec,
+    ViewSpec,
+)
 
 _OBJ = "selfsup.builtin.objectives"
 _EVAL = "selfsup.builtin.evaluators"
@@ -108,6 +115,14 @@ def register_views(register: Callable[[ViewSpec], None]) -> None:
             description="The batch itself as a single view (no augmentation).",
         )
     )
+    register(
+        ViewSpec(
+            name="noise-mask",
+            build="selfsup.builtin.views:NoiseMask",
+            description="SCARF-like views: random feature masking (batch values or zero) + noise.",
+            tags=("tabular",),
+        )
+    )
 
 
 @hookimpl
@@ -118,5 +133,29 @@ def register_routines(register: Callable[[RoutineSpec], None]) -> None:
             name="minibatch",
             build="selfsup.engine.loop:MiniBatch",
             description="Mini-batch loop: distributed sampler, autocast, accumulation, checkpoints",
+        )
+    )
+
+
+@hookimpl
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register the modality-free dataset (arrays from a .npz file)."""
+    register(
+        DatasetSpec(
+            name="arrays",
+            build="selfsup.builtin.datasets:ArrayDataset",
+            description="Arrays x [N, ...] and y [N] from a .npz file; stratified val/test.",
+        )
+    )
+
+
+@hookimpl
+def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
+    """Register the modality-free encoder (an MLP over flattened items)."""
+    register(
+        EncoderSpec(
+            name="mlp",
+            build="selfsup.builtin.encoders:MLP",
+            description="MLP over flattened items: Linear -> BatchNorm/LayerNorm -> activation.",
         )
     )

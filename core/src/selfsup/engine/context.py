@@ -67,6 +67,7 @@ class RunContext:
         emit: Calls a run-event hook by name (``emit("epoch_finished", ...)``).
         resume_state: The checkpoint to resume from, or ``None``.
         progress: Whether to show progress bars.
+        console: The ``rich`` console for progress and messages (``None``: rich's default).
     """
 
     arm: ArmConfig
@@ -80,6 +81,7 @@ class RunContext:
     emit: Callable[..., None] = lambda event, **kw: None
     resume_state: dict[str, Any] | None = None
     progress: bool = True
+    console: Any = None
     model: nn.Module | None = None
     global_step: int = 0
     started_at: float = field(default_factory=time.perf_counter)
@@ -113,9 +115,10 @@ class RunContext:
         if self.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.runtime.distributed:
-            if self.train.sync_batchnorm:
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             dev = self.runtime.device
+            if self.train.sync_batchnorm and dev.type == "cuda":
+                # SyncBatchNorm runs on accelerators only; gloo/CPU keeps per-rank BN.
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = nn.parallel.DistributedDataParallel(
                 model,
                 device_ids=[dev.index] if dev.type == "cuda" else None,

@@ -1,0 +1,249 @@
+"""The default routine (``core:minibatch``): a mini-batch loop over the train split.
+
+Every process reads its shard through a ``DistributedSampler`` (also with one process,
+so that a seed gives the same order whatever the world size's bookkeeping), makes
+views on the device, and steps through :class:`~selfsup.engine.step.TrainStepper`.
+Epochs end with mean metrics, throughput and an atomic checkpoint; a resumed run
+continues at the saved epoch (and skips the steps already done in a partial one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from selfsup.engine.runtime import to_device
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from selfsup.engine.context import RunContext
+
+__all__ = ["MiniBatch"]
+
+
+class MiniBatch:
+    """Mini-batch SSL training: shuffle, views, objective, optimiser step, per epoch.
+
+    Args:
+        drop_last: Drop the incomplete last batch (and the sampler's uneven tail) so
+            that every step sees ``train.batch_size`` items per process; contrastive
+            losses depend on the batch size.
+        prefetch: Batches each worker loads ahead (``prefetch_factor``; used when
+            ``train.num_workers > 0``).
+        persistent_workers: Keep loader workers alive across epochs.
+    """
+
+    def __init__(
+        self, drop_last: bool = True, prefetch: int = 2, persistent_workers: bool = True
+    ) -> None:
+        if prefetch < 1:
+            raise ValueError(f"core:minibatch: prefetch must be >= 1, got {prefetch}")
+        self.drop_last = drop_last
+        self.prefetch = prefetch
+        self.persistent_workers = persistent_workers
+
+    def loader(self, ctx: RunContext) -> tuple[DataLoader, DistributedSampler]:
+        """The train loader of this process and its sampler."""
+        train = ctx.data.split("train")
+        rt = ctx.runtime
+        sampler = DistributedSampler(
+            train,
+            num_replicas=rt.world_size,
+            rank=rt.rank,
+            shuffle=True,
+            seed=ctx.seed,
+            drop_last=self.drop_last,
+        )
+        workers = ctx.train.num_workers
+        loader = DataLoader(
+            train,
+            batch_size=ctx.train.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=ctx.data.collate,
+            pin_memory=rt.device.type == "cuda",
+            drop_last=self.drop_last,
+            persistent_workers=self.persistent_workers and workers > 0,
+            prefetch_factor=self.prefetch if workers > 0 else None,
+        )
+        return loader, sampler
+
+    def fit(self, ctx: RunContext) -> None:
+        """Train ``ctx.encoder`` and ``ctx.objective`` for ``train.epochs`` (or the budget).
+
+        Raises:
+            ValueError: The train split is too small for one optimiser step.
+            NonFiniteLossError: The loss became NaN/inf (nothing is saved after it).
+        """
+        attach = getattr(ctx.objective, "attach", None)
+        if callable(attach):
+            attach(ctx.encoder)  # EMA teachers are built here, before DDP and restore
+        loader, sampler = self.loader(ctx)
+        accum = ctx.train.grad_accum
+        steps_per_epoch = len(loader) // accum
+        if steps_per_epoch == 0:
+            n = len(ctx.data.split("train"))
+            raise ValueError(
+                f"arm {ctx.arm.name!r}: the train split has {n} items, fewer than one "
+                f"optimiser step needs (train.batch_size={ctx.train.batch_size} x "
+                f"grad_accum={accum} x {ctx.runtime.world_size} process(es)); lower "
+                "train.batch_size or train.grad_accum"
+            )
+        model = ctx.wrap_model()
+        optimizer = ctx.make_optimizer()
+        scheduler = ctx.make_scheduler(optimizer, steps_per_epoch)
+        total = ctx.total_steps(steps_per_epoch)
+        stepper = ctx.make_stepper(model, optimizer, scheduler, total)
+        start_epoch = ctx.restore(optimizer, scheduler, stepper.scaler)
+        skip = max(0, ctx.global_step - start_epoch * steps_per_epoch) * accum
+        model.train()
+        show = ctx.progress and ctx.train.progress and ctx.runtime.is_main
+        with _progress(ctx, show) as bar:
+            for epoch in range(start_epoch, ctx.train.epochs):
+                if self._stop(ctx, total):
+                    break
+                sampler.set_epoch(epoch)
+                steps, stop, metrics = self._epoch(
+                    ctx, loader, stepper, epoch, steps_per_epoch, total, skip, bar
+                )
+                skip = 0
+                done = steps == steps_per_epoch
+                if done:
+                    ctx.end_epoch(epoch + 1, optimizer, scheduler, stepper.scaler, metrics)
+                    _print_epoch(ctx, bar, epoch + 1, metrics)
+                if stop:
+                    every = ctx.train.checkpoint_every
+                    saved = done and ((epoch + 1) % every == 0 or epoch + 1 == ctx.train.epochs)
+                    if not saved:
+                        ctx.save_checkpoint(epoch + int(done), optimizer, scheduler, stepper.scaler)
+                    break
+
+    def _epoch(
+        self,
+        ctx: RunContext,
+        loader: DataLoader,
+        stepper: Any,
+        epoch: int,
+        steps_per_epoch: int,
+        total: int,
+        skip: int,
+        bar: Progress | None,
+    ) -> tuple[int, bool, dict[str, float]]:
+        """One epoch: returns (optimiser steps done, budget reached, mean metrics)."""
+        device = ctx.runtime.device
+        channels_last = ctx.train.channels_last
+        micro_limit = steps_per_epoch * ctx.train.grad_accum
+        task = None
+        if bar is not None:
+            task = bar.add_task(
+                f"epoch {epoch + 1}/{ctx.train.epochs}", total=steps_per_epoch, loss=0.0, ips=0.0
+            )
+            bar.update(task, advance=skip // ctx.train.grad_accum)
+        sums: dict[str, float] = {}
+        steps = skip // ctx.train.grad_accum
+        counted = items = 0
+        stop = False
+        start = time.perf_counter()
+        for index, batch in enumerate(loader):
+            if index >= micro_limit:
+                break
+            if index < skip:
+                continue
+            x = batch[0] if isinstance(batch, list | tuple) else batch
+            x = to_device(x, device)
+            if channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            items += _batch_len(x)
+            out = stepper.step(ctx.views(x))
+            if out is None:
+                continue
+            steps += 1
+            counted += 1
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0.0) + value
+            if task is not None and bar is not None:
+                rate = items * ctx.runtime.world_size / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, advance=1, loss=out["loss"], ips=rate)
+            if self._stop(ctx, total):
+                stop = True
+                break
+        elapsed = time.perf_counter() - start
+        if task is not None and bar is not None:
+            bar.remove_task(task)
+        metrics = {k: v / max(counted, 1) for k, v in sums.items()}
+        metrics["epoch_time_s"] = elapsed
+        metrics["items_per_s"] = items * ctx.runtime.world_size / max(elapsed, 1e-9)
+        return steps, stop, metrics
+
+    @staticmethod
+    def _stop(ctx: RunContext, total: int) -> bool:
+        """The budget check, agreed by every rank (time budgets may differ per rank)."""
+        stop = ctx.out_of_budget(total)
+        if ctx.runtime.distributed and ctx.train.max_time_s is not None:
+            flag = torch.tensor([float(stop)], device=ctx.runtime.device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
+
+
+def _batch_len(x: Any) -> int:
+    """Items in a batch: the leading dimension of the first tensor found."""
+    if isinstance(x, torch.Tensor):
+        return int(x.shape[0]) if x.ndim else 1
+    if isinstance(x, dict):
+        for value in x.values():
+            return _batch_len(value)
+    if isinstance(x, list | tuple) and x:
+        return _batch_len(x[0])
+    return int(getattr(x, "num_graphs", 0) or getattr(x, "batch_size", 0) or 0)
+
+
+@contextlib.contextmanager
+def _progress(ctx: RunContext, show: bool) -> Iterator[Progress | None]:
+    """A rich progress bar on rank 0 (transient: finished epochs become one line)."""
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("  [bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[ips]:.0f} items/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=getattr(ctx, "console", None),
+        transient=True,
+    )
+    with bar:
+        yield bar
+
+
+def _print_epoch(ctx: RunContext, bar: Progress | None, epoch: int, m: dict[str, float]) -> None:
+    if bar is None:
+        return
+    extras = "  ".join(
+        f"{k} {v:.4g}"
+        for k, v in m.items()
+        if k not in ("loss", "lr", "epoch_time_s", "items_per_s", "grad_norm")
+    )
+    bar.console.print(
+        f"  epoch {epoch}/{ctx.train.epochs}  loss {m.get('loss', float('nan')):.4f}  "
+        f"{m['items_per_s']:.0f} items/s  {m['epoch_time_s']:.1f}s  {extras}".rstrip()
+    )

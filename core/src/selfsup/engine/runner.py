@@ -1,0 +1,344 @@
+"""The experiment runner: every arm for every seed, then one comparison table.
+
+For each (arm, seed) the runner builds the components from the registry, pretrains
+with the arm's routine, evaluates, and writes the run directory
+``<output_dir>/<experiment>/<arm>/seed-<seed>/``::
+
+    config.yaml        the resolved arm and seed (plain YAML)
+    env.json           python, platform, package versions, hardware, plugins
+    metrics.jsonl      step and epoch metrics (JSON lines)
+    checkpoints/last.pt  the last good checkpoint (atomic; weights_only loadable)
+    embeddings.npz     <= 2000 pooled test features + labels (for ``selfsup report``)
+    results.json       {arm, seed, metrics, train_time_s, eval_time_s, epochs, steps,
+                        items_per_s, status}
+
+The experiment directory gets ``results.json`` and ``results.md`` (mean ± std over
+seeds per arm). Under ``torchrun`` every rank trains and evaluates; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from rich.console import Console
+from torch import nn
+from torch.utils.data import Subset
+
+from selfsup.config import ArmConfig, ComponentRef, ExperimentConfig, expand_arms
+from selfsup.engine.checkpoint import load_checkpoint, write_bytes_atomic
+from selfsup.engine.context import RunContext
+from selfsup.engine.metrics import read_metrics
+from selfsup.engine.results import ExperimentFailedError, ExperimentResult, write_json_atomic
+from selfsup.engine.runinfo import safe_dir_name, write_config, write_environment
+from selfsup.engine.runtime import Runtime
+from selfsup.engine.seeding import seed_everything
+from selfsup.interfaces import DataSplits
+from selfsup.plugins import PluginManager, get_plugin_manager
+from selfsup.specs import ComponentSpec
+
+__all__ = [
+    "ExperimentFailedError",
+    "ExperimentResult",
+    "RunDirExistsError",
+    "run_experiment",
+]
+
+#: Rows of the test split kept in ``embeddings.npz``.
+MAX_EMBEDDINGS = 2000
+
+
+class RunDirExistsError(FileExistsError):
+    """A run directory already holds files and ``resume`` was not asked for."""
+
+
+@dataclass
+class _Plan:
+    """An arm with the spec of each of its components (looked up before any run)."""
+
+    arm: ArmConfig
+    dirname: str
+    specs: dict[str, ComponentSpec]
+    evaluators: list[tuple[ComponentRef, ComponentSpec]] = field(default_factory=list)
+
+
+def _plan(pm: PluginManager, arm: ArmConfig, dirname: str) -> _Plan:
+    """Look up every id of an arm (raises the registry's ``UnknownIdError``)."""
+    specs = {
+        "dataset": pm.get("dataset", arm.data.id),
+        "encoder": pm.get("encoder", arm.encoder.id),
+    }
+    if arm.views is not None:
+        specs["views"] = pm.get("views", arm.views.id)
+    if arm.objective is not None:
+        specs["objective"] = pm.get("objective", arm.objective.id)
+        specs["routine"] = pm.get("routine", arm.routine.id)
+    evaluators = [(ref, pm.get("evaluator", ref.id)) for ref in arm.evaluators]
+    return _Plan(arm=arm, dirname=dirname, specs=specs, evaluators=evaluators)
+
+
+def _dirnames(arms: list[ArmConfig]) -> list[str]:
+    names: list[str] = []
+    for arm in arms:
+        base = candidate = safe_dir_name(arm.name)
+        n = 2
+        while candidate in names:
+            candidate, n = f"{base}-{n}", n + 1
+        names.append(candidate)
+    return names
+
+
+def _finished(run_dir: Path) -> dict[str, Any] | None:
+    """The ``results.json`` of a run that finished successfully, else ``None``."""
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("status") == "ok" else None
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    source: str = "<config>",
+    resume: bool = False,
+    pm: PluginManager | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> ExperimentResult:
+    """Run every arm of ``cfg`` for every seed, evaluate, and write the results.
+
+    Args:
+        cfg: The validated experiment.
+        source: Where the config came from (shown in messages, recorded in config.yaml).
+        resume: Skip finished runs and continue partial ones from their checkpoint.
+        pm: The plugin manager (the process-wide one by default).
+        console: Where progress and tables go (a new rich console by default).
+        progress: Show progress bars (rank 0 only).
+
+    Returns:
+        The runs and their summary (also written to the experiment directory).
+
+    Raises:
+        UnknownIdError: An id that no loaded plugin registered (before anything runs).
+        RunDirExistsError: A run directory is not empty and ``resume`` is false.
+        CheckpointError: A checkpoint to resume from cannot be read.
+        ExperimentFailedError: One or more runs failed (after every other run finished
+            and the summary was written); chained to the first failure.
+    """
+    pm = pm or get_plugin_manager()
+    console = console or Console()
+    arms = expand_arms(cfg, source=source)
+    plans = [_plan(pm, arm, d) for arm, d in zip(arms, _dirnames(arms), strict=True)]
+    had_group = dist.is_available() and dist.is_initialized()
+    runtimes = {
+        p.arm.name: Runtime.from_env(p.arm.train.device, p.arm.train.precision) for p in plans
+    }
+    main = next(iter(runtimes.values())).is_main
+    exp_dir = Path(cfg.output_dir) / cfg.name
+    if not resume:
+        _refuse_existing(exp_dir, plans, cfg.seeds)
+    next(iter(runtimes.values())).barrier()
+    say = console.print if main else (lambda *a, **k: None)
+    say(f"[bold]{cfg.name}[/bold]: {len(plans)} arm(s) x {len(cfg.seeds)} seed(s) -> {exp_dir}")
+    cache: dict[str, DataSplits] = {}
+    runs: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    for plan in plans:
+        for seed in cfg.seeds:
+            run_dir = exp_dir / plan.dirname / f"seed-{seed}"
+            done = _finished(run_dir) if resume else None
+            if done is not None:
+                say(f"[dim]{plan.arm.name} seed {seed}: finished earlier, skipped[/dim]")
+                runs.append(done)
+                continue
+            record, exc = _run_one(
+                plan, seed, run_dir, runtimes[plan.arm.name], pm, cache, console,
+                cfg.name, source, resume, progress,
+            )  # fmt: skip
+            runs.append(record)
+            if exc is not None:
+                errors.append(exc)
+    result = ExperimentResult(name=cfg.name, output_dir=exp_dir, runs=runs)
+    if main:
+        result.write()
+        console.print(result.table())
+    if errors:
+        lines = [f"{r['arm']} seed {r['seed']}: {r.get('error', '')}" for r in result.failed]
+        raise ExperimentFailedError(
+            f"{len(result.failed)} of {len(runs)} run(s) failed; their results.json say "
+            f"status 'failed' and the last good checkpoints are kept. "
+            f"Summary: {exp_dir / 'results.md'}. " + " | ".join(lines)
+        ) from errors[0]
+    if not had_group and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def _refuse_existing(exp_dir: Path, plans: list[_Plan], seeds: list[int]) -> None:
+    for plan in plans:
+        for seed in seeds:
+            run_dir = exp_dir / plan.dirname / f"seed-{seed}"
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                raise RunDirExistsError(
+                    f"{run_dir} exists and is not empty; pass --resume to continue it "
+                    f"(finished runs are skipped), or --set output_dir=... to start afresh"
+                )
+
+
+def _build(ref: ComponentRef, spec: ComponentSpec, **extra: Any) -> Any:
+    return spec.create(**extra, **ref.params)
+
+
+def _run_one(
+    plan: _Plan,
+    seed: int,
+    run_dir: Path,
+    rt: Runtime,
+    pm: PluginManager,
+    cache: dict[str, DataSplits],
+    console: Console,
+    experiment: str,
+    source: str,
+    resume: bool,
+    progress: bool,
+) -> tuple[dict[str, Any], BaseException | None]:
+    """Build, train, evaluate and record one (arm, seed)."""
+    arm, specs = plan.arm, plan.specs
+    if rt.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir / "config.yaml", arm, seed, experiment, source)
+        write_environment(run_dir / "env.json", rt, pm)
+        console.print(f"[bold cyan]{arm.name}[/bold cyan] seed {seed} on {rt.device}")
+    seed_everything(seed)
+    key = yaml.safe_dump(arm.data.model_dump(), sort_keys=True)
+    if key not in cache:
+        with rt.main_first():
+            cache[key] = _build(arm.data, specs["dataset"])
+    data = cache[key]
+    encoder = _build(arm.encoder, specs["encoder"]).to(rt.device)
+    views = _build(arm.views, specs["views"]) if arm.views is not None else None
+    if isinstance(views, nn.Module):
+        views = views.to(rt.device)
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    resume_state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    emit = pm.emit if rt.is_main else (lambda event, **kw: None)
+    emit(
+        "run_started",
+        run_dir=str(run_dir),
+        config=arm.model_dump(mode="json"),
+        info={"arm": arm.name, "seed": seed, "world_size": rt.world_size, "device": str(rt.device)},
+    )
+    record: dict[str, Any] = {"arm": arm.name, "seed": seed, "metrics": {}, "status": "ok"}
+    error: BaseException | None = None
+    steps = 0
+    train_time = eval_time = 0.0
+    try:
+        if arm.pretrains:
+            objective = _build(arm.objective, specs["objective"], embed_dim=encoder.embed_dim)
+            routine = _build(arm.routine, specs["routine"])
+            ctx = RunContext(
+                arm=arm, seed=seed, run_dir=run_dir, runtime=rt, encoder=encoder,
+                objective=objective.to(rt.device), views=views, data=data,
+                emit=pm.emit, resume_state=resume_state, progress=progress, console=console,
+            )  # fmt: skip
+            start = time.perf_counter()
+            routine.fit(ctx)
+            train_time = time.perf_counter() - start
+            steps = ctx.global_step
+            ctx.metrics.close()
+        start = time.perf_counter()
+        record["metrics"] = _evaluate(plan, encoder, data, rt, seed, views)
+        eval_time = time.perf_counter() - start
+        if rt.is_main:
+            record.update(_save_embeddings(data, encoder, rt, run_dir / "embeddings.npz", seed))
+    except Exception as exc:
+        error = exc
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        if rt.is_main:
+            text = "".join(traceback.format_exception(exc))
+            write_bytes_atomic(text.encode("utf-8"), run_dir / "error.log")
+            console.print(f"[bold red]{arm.name} seed {seed} failed:[/bold red] {record['error']}")
+    epochs, rate = _epoch_stats(run_dir / "metrics.jsonl")
+    record.update(
+        train_time_s=train_time, eval_time_s=eval_time, epochs=epochs, steps=steps,
+        items_per_s=rate,
+    )  # fmt: skip
+    if rt.is_main:
+        write_json_atomic(record, run_dir / "results.json")
+        emit("run_finished", run_dir=str(run_dir), results=record)
+        if error is None:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in record["metrics"].items())
+            console.print(f"  {arm.name} seed {seed}: {shown or 'no metrics'}")
+    return record, error
+
+
+def _evaluate(
+    plan: _Plan, encoder: nn.Module, data: DataSplits, rt: Runtime, seed: int, views: Any
+) -> dict[str, float]:
+    """Run every evaluator (on every rank); repeated metric names get the evaluator's name."""
+    metrics: dict[str, float] = {}
+    encoder.eval()
+    for ref, spec in plan.evaluators:
+        evaluator = _build(ref, spec)
+        kwargs: dict[str, Any] = {"seed": seed}
+        if "views" in inspect.signature(evaluator.evaluate).parameters:
+            kwargs["views"] = views
+        out = evaluator.evaluate(encoder, data, rt, **kwargs)
+        for name, value in out.items():
+            key = name if name not in metrics else f"{spec.name}/{name}"
+            metrics[key] = float(value)
+    return metrics
+
+
+def _save_embeddings(
+    data: DataSplits, encoder: nn.Module, rt: Runtime, path: Path, seed: int
+) -> dict[str, Any]:
+    """Write <= MAX_EMBEDDINGS pooled features + labels of the test (or val) split."""
+    split = next((s for s in ("test", "val", "train") if getattr(data, s, None) is not None), None)
+    if split is None:
+        return {}
+    try:
+        subject = data
+        dataset = data.split(split)
+        plain = type(data).embed is DataSplits.embed
+        keep = None
+        if plain and hasattr(dataset, "__len__") and len(dataset) > MAX_EMBEDDINGS:
+            keep = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:MAX_EMBEDDINGS])
+            subject = replace(data, **{split: Subset(dataset, keep.tolist())})
+        feats, labels = subject.embed(encoder, split, rt)
+        if len(feats) > MAX_EMBEDDINGS:
+            idx = np.sort(np.random.default_rng(seed).permutation(len(feats))[:MAX_EMBEDDINGS])
+            feats, labels = feats[torch.as_tensor(idx)], labels[torch.as_tensor(idx)]
+        buf = io.BytesIO()
+        np.savez(buf, features=feats.float().numpy(), labels=labels.numpy(), split=np.array(split))
+        write_bytes_atomic(buf.getvalue(), path)
+    except Exception as exc:  # a side product: never fail a finished run over it
+        return {"embeddings_error": f"{type(exc).__name__}: {exc}"}
+    return {"embeddings": path.name}
+
+
+def _epoch_stats(path: Path) -> tuple[int, float]:
+    """Completed epochs and mean items/s, from the epoch records of ``metrics.jsonl``."""
+    epochs: dict[int, float] = {}
+    for rec in read_metrics(path):
+        if "epoch" in rec and isinstance(rec.get("items_per_s"), int | float):
+            epochs[int(rec["epoch"])] = float(rec["items_per_s"])
+    if not epochs:
+        return 0, 0.0
+    return max(epochs), float(np.mean(list(epochs.values())))
