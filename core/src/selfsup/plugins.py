@@ -192,7 +192,7 @@ class PluginManager:
         Returns:
             ``True`` if it is active, ``False`` if it failed and was skipped.
         """
-        info = info or PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)))
+        info = info or PluginInfo(name=name, module=_describe(plugin))
         if name in self.infos and self.infos[name].status == "active":
             self._fail(info, f"a plugin named {name!r} is already registered", record=False)
             return False
@@ -332,6 +332,14 @@ def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
     if dist is None:
         return ("", "")
     return (dist.metadata["Name"] or "", dist.version or "")
+
+
+def _describe(plugin: object) -> str:
+    """A module's name, or an instance's class path (no memory address)."""
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _hook_names(pm: pluggy.PluginManager) -> Iterable[str]:

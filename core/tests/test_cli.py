@@ -1,0 +1,394 @@
+"""The selfsup CLI, in-process through click's CliRunner, with isolated plugin managers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import selfsup.builtin.plugin
+from click.testing import CliRunner
+from selfsup import EncoderSpec, hookimpl
+from selfsup.cli.main import build_cli
+from selfsup.plugins import PluginManager
+
+CONFIG = """
+name: exp
+output_dir: {out}
+data: {{id: core:arrays, params: {{path: /nowhere/data.npz}}}}
+encoder: {{id: core:mlp, params: {{in_dim: 4}}}}
+views: core:noise-mask
+objective: {{id: core:simclr, params: {{temperature: 0.2}}}}
+evaluators: [core:knn]
+arms:
+  - {{name: simclr}}
+  - {{name: vicreg, objective: core:vicreg}}
+"""
+
+
+def core_only(*plugins: tuple[str, object]) -> PluginManager:
+    """A manager with the core plugin (and the given ones), no installed entry points."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pm = PluginManager(load_entrypoints=False, strict=False)
+        pm.register(selfsup.builtin.plugin, name="core")
+        for name, plugin in plugins:
+            pm.register(plugin, name=name)
+    return pm
+
+
+def invoke(pm: PluginManager, *args: str, **kwargs):
+    return CliRunner().invoke(build_cli(pm), list(args), **kwargs)
+
+
+@pytest.fixture
+def exp(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(CONFIG.format(out=tmp_path / "runs"))
+    return path
+
+
+# ------------------------------------------------------------------ basics
+
+
+def test_help_and_version() -> None:
+    pm = core_only()
+    result = invoke(pm, "--help")
+    assert result.exit_code == 0
+    for command in ("plugins", "list", "describe", "check", "run", "report", "doctor"):
+        assert command in result.stdout
+    version = invoke(pm, "--version")
+    assert version.exit_code == 0 and "selfsup, version 0.1.0" in version.stdout
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "selfsup", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("selfsup, version")
+
+
+# ------------------------------------------------------------------ plugins
+
+
+def test_plugins_json_lists_core_with_hooks_and_counts() -> None:
+    result = invoke(core_only(), "plugins", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    core = next(r for r in rows if r["name"] == "core")
+    assert core["status"] == "active" and core["error"] == ""
+    assert "register_objectives" in core["hooks"]
+    assert core["components"]["objective"] >= 7
+
+
+class RaisingEncoders:
+    @hookimpl
+    def register_encoders(self, register):
+        raise ValueError("no GPU today")
+
+
+def test_failed_plugin_shows_exactly_one_error_line_and_core_works() -> None:
+    pm = core_only(("lab", RaisingEncoders()))
+    table = invoke(pm, "plugins")
+    assert table.exit_code == 0
+    failed = [line for line in table.stdout.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1
+    assert failed[0].startswith("failed: plugin 'lab' (")
+    assert "RaisingEncoders) failed to load: register_encoders raised ValueError: " in failed[0]
+    assert failed[0].endswith("no GPU today [silence with SELFSUP_DISABLE_PLUGINS=lab]")
+    rows = json.loads(invoke(pm, "plugins", "--json").stdout)
+    assert next(r for r in rows if r["name"] == "lab")["status"] == "failed"
+    listing = invoke(pm, "list", "objective")
+    assert listing.exit_code == 0 and "core:simclr" in listing.stdout
+    warnings_ = [line for line in listing.stderr.splitlines() if "failed to load" in line]
+    assert len(warnings_) == 1 and warnings_[0].startswith("warning: plugin 'lab'")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SELFSUP_PLUGINS": "core"}, {"timm", "torch_geometric", "torchvision", "torch"}),
+        ({}, {"timm", "torch_geometric", "torchvision", "torchaudio", "monai", "matplotlib"}),
+    ],
+)
+def test_plugins_command_does_not_import_heavy_stacks(env, expected) -> None:
+    code = (
+        "import sys\n"
+        "from selfsup.cli.main import main\n"
+        "try:\n    main(['plugins', '--json'])\nexcept SystemExit:\n    pass\n"
+        f"print('IMPORTED', sorted(m for m in {sorted(expected)!r} if m in sys.modules))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SELFSUP_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**environ, **env},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "IMPORTED []"
+
+
+# ------------------------------------------------------------------ list / describe
+
+
+@pytest.mark.parametrize("kind", ["objective", "objectives", "OBJECTIVES"])
+def test_list_accepts_plurals(kind) -> None:
+    result = invoke(core_only(), "list", kind, "--json")
+    assert result.exit_code == 0, result.output
+    ids = [r["id"] for r in json.loads(result.stdout)]
+    assert "core:simclr" in ids and all(r["kind"] == "objective" for r in json.loads(result.stdout))
+
+
+def test_list_everything_and_modality_filter() -> None:
+    class Images:
+        @hookimpl
+        def register_encoders(self, register):
+            register(EncoderSpec(name="cnn", build="x:y", modality="image"))
+            register(EncoderSpec(name="gnn", build="x:z", modality="graph"))
+
+    pm = core_only(("img", Images()))
+    every = json.loads(invoke(pm, "list", "--json").stdout)
+    assert {r["kind"] for r in every} >= {"encoder", "objective", "evaluator", "views", "routine"}
+    image = [
+        r["id"] for r in json.loads(invoke(pm, "list", "encoders", "-m", "image", "--json").stdout)
+    ]
+    assert "img:cnn" in image and "img:gnn" not in image and "core:mlp" in image  # "any" matches
+    table = invoke(pm, "list", "encoder")
+    assert "img:cnn" in table.stdout and "img:gnn" in table.stdout
+
+
+def test_list_unknown_kind_suggests() -> None:
+    result = invoke(core_only(), "list", "encodr")
+    assert result.exit_code == 2
+    assert "Did you mean 'encoder'?" in result.stderr and "views" in result.stderr
+
+
+def test_describe_shows_parameters_defaults_and_doc() -> None:
+    result = invoke(core_only(), "describe", "core:simclr", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["kind"], record["plugin"], record["modality"]) == ("objective", "core", "any")
+    params = {p["name"]: p for p in record["parameters"]}
+    assert params["embed_dim"]["set_by_engine"] and not params["embed_dim"]["required"]
+    assert params["temperature"]["annotation"] == "float" and not params["temperature"]["required"]
+    assert isinstance(params["temperature"]["default"], float)
+    assert record["doc"]
+    text = invoke(core_only(), "describe", "core:simclr")
+    assert "temperature" in text.stdout and "(set by the engine)" in text.stdout
+
+
+def test_describe_keeps_brackets_in_annotations() -> None:
+    result = invoke(core_only(), "describe", "core:knn")
+    assert result.exit_code == 0
+    assert "Sequence[int]" in result.stdout  # not eaten as rich markup
+
+
+def test_describe_unknown_id_suggests() -> None:
+    result = invoke(core_only(), "describe", "core:simclrr")
+    assert result.exit_code == 2
+    assert "Did you mean 'core:simclr'" in result.stderr
+    assert "Traceback" not in result.output
+    other = invoke(core_only(), "describe", "ecg:resnet1d")
+    assert "No loaded plugin provides 'ecg:' ids" in other.stderr
+
+
+def test_describe_unimportable_factory_is_a_clear_error() -> None:
+    class Missing:
+        @hookimpl
+        def register_encoders(self, register):
+            register(EncoderSpec(name="ghost", build="no_such_module_xyz:Ghost"))
+
+    result = invoke(core_only(("lab", Missing())), "describe", "lab:ghost")
+    assert result.exit_code == 1
+    assert "missing dependency" in result.stderr
+    assert (
+        "encoder 'lab:ghost': cannot load its factory 'no_such_module_xyz:Ghost'" in result.stderr
+    )
+
+
+# ------------------------------------------------------------------ check
+
+
+def test_check_valid_prints_arms_table(exp) -> None:
+    result = invoke(core_only(), "check", str(exp))
+    assert result.exit_code == 0, result.output
+    for name in ("simclr", "vicreg", "random-init"):
+        assert name in result.stdout
+    assert "3 arm(s) x 1 seed(s) = 3 run(s)" in result.stdout
+    data = json.loads(invoke(core_only(), "check", str(exp), "--json").stdout)
+    assert data["runs"] == 3
+    assert data["arms"][1]["components"]["objective"]["id"] == "core:vicreg"
+
+
+def test_check_does_not_build_or_read_data(exp, tmp_path) -> None:
+    # the data path does not exist: check must still pass, and create no output
+    assert invoke(core_only(), "check", str(exp)).exit_code == 0
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_bad_param_exit_2_with_arm_path_and_suggestion(exp) -> None:
+    result = invoke(core_only(), "check", str(exp), "--set", "objective.params.temprature=0.3")
+    assert result.exit_code == 2
+    err = result.stderr
+    assert "configuration error" in err and "Traceback" not in result.output
+    assert "arm 'simclr': objective.params.temprature = 0.3" in err
+    assert "did you mean 'temperature'?" in err and "allowed:" in err
+
+
+def test_check_bad_set_and_missing_file(exp, tmp_path) -> None:
+    bad = invoke(core_only(), "check", str(exp), "--set", "train.epochs")
+    assert bad.exit_code == 2 and "expected key.path=value" in bad.stderr
+    missing = invoke(core_only(), "check", str(tmp_path / "nope.yaml"))
+    assert missing.exit_code == 2 and "no such config file" in missing.stderr
+
+
+def test_debug_shows_the_traceback(exp, monkeypatch) -> None:
+    args = ("check", str(exp), "--set", "encoder.id=core:nope")
+    quiet = invoke(core_only(), *args)
+    assert quiet.exit_code == 2 and "Traceback" not in quiet.stderr
+    loud = invoke(core_only(), "--debug", *args)
+    assert loud.exit_code == 2 and "Traceback" in loud.stderr and "ResolutionError" in loud.stderr
+    monkeypatch.setenv("SELFSUP_DEBUG", "1")
+    assert "Traceback" in invoke(core_only(), *args).stderr
+
+
+def test_run_fails_before_any_work_on_a_bad_config(exp, tmp_path) -> None:
+    result = invoke(core_only(), "run", str(exp), "--set", "encoder.params.widht=3")
+    assert result.exit_code == 2 and "widht" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_rank_0_prints(exp, monkeypatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    listing = invoke(core_only(), "list", "objective")
+    assert listing.exit_code == 0 and listing.stdout == ""
+    config_error = invoke(core_only(), "check", str(exp), "--set", "encoder.id=core:nope")
+    assert config_error.exit_code == 2 and config_error.stderr == ""
+
+    class Missing:
+        @hookimpl
+        def register_encoders(self, register):
+            register(EncoderSpec(name="ghost", build="no_such_module_xyz:Ghost"))
+
+    # a failure that may be specific to one process is printed by every rank, prefixed
+    runtime_error = invoke(core_only(("lab", Missing())), "describe", "lab:ghost")
+    assert runtime_error.exit_code == 1
+    assert runtime_error.stderr.startswith("[rank 1] missing dependency: ")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "title", "hint"),
+    [
+        ("nonfinite", 1, "training diverged", "lower train.optimizer.lr"),
+        (KeyboardInterrupt(), 130, "interrupted", "--resume"),
+        (FileNotFoundError("/data/x.npz: no such file"), 1, "file not found", "check the path"),
+        (ZeroDivisionError("division by zero"), 1, "unexpected error", "may be a bug"),
+    ],
+)
+def test_error_rendering(exc, code, title, hint) -> None:
+    from rich.console import Console
+    from selfsup.cli._common import exit_code_for, render_error
+
+    if exc == "nonfinite":
+        from selfsup.engine.step import NonFiniteLossError
+
+        exc = NonFiniteLossError("loss is nan at step 12 (arm simclr, seed 0)")
+    console = Console(record=True, width=200, stderr=True)
+    with console.capture() as captured:
+        render_error(console, exc)
+    text = captured.get()
+    assert exit_code_for(exc) == code
+    assert text.startswith(f"{title}: ") and hint in text and "Traceback" not in text
+    if str(exc):
+        assert str(exc) in text
+
+
+# ------------------------------------------------------------------ plugin commands
+
+
+class Commands:
+    @hookimpl
+    def register_commands(self, cli):
+        import click
+
+        @cli.command(name="ecg-convert")
+        @click.argument("folder")
+        def convert(folder):
+            """Convert FOLDER."""
+            click.echo(f"converted {folder}")
+
+
+class BadCommands:
+    @hookimpl
+    def register_commands(self, cli):
+
+        @cli.command(name="half-added")
+        def half():
+            """Added before the failure."""
+
+        raise RuntimeError("oops")
+
+
+class HijackRun:
+    @hookimpl
+    def register_commands(self, cli):
+
+        @cli.command(name="run")
+        def run():
+            """Not the real run."""
+
+
+def test_plugin_commands_are_added_and_failures_isolated() -> None:
+    pm = core_only(("ecg", Commands()), ("bad", BadCommands()), ("hijack", HijackRun()))
+    cli = build_cli(pm)
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["ecg-convert", "/data"])
+    assert ok.exit_code == 0 and ok.stdout == "converted /data\n"
+    assert "half-added" not in cli.commands
+    assert cli.commands["run"].help.startswith("Pretrain and evaluate")
+    assert pm.infos["bad"].status == "failed"
+    assert "register_commands raised RuntimeError: oops" in pm.infos["bad"].error
+    assert "replaces the built-in command(s) run" in pm.infos["hijack"].error
+    listing = runner.invoke(cli, ["list", "views"])
+    assert listing.exit_code == 0
+    lines = [line for line in listing.stderr.splitlines() if "failed to load" in line]
+    assert len(lines) == 2
+
+
+def test_cli_runner_fixture(cli_runner) -> None:
+    result = cli_runner.invoke(["list", "routine", "--json"])
+    assert result.exit_code == 0
+    assert "core:minibatch" in [r["id"] for r in json.loads(result.stdout)]
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_doctor_reports_environment(monkeypatch) -> None:
+    monkeypatch.setenv("SELFSUP_DEBUG_SOMETHING", "x")
+    result = invoke(core_only(), "doctor", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    import torch
+
+    assert report["torch"]["version"] == torch.__version__
+    assert report["torch"]["backends"]["gloo"] is torch.distributed.is_gloo_available()
+    assert any(d["name"] == "selfsup" for d in report["distributions"])
+    assert "matplotlib" in report["extras"]
+    assert report["environment"]["SELFSUP_DEBUG_SOMETHING"] == "x"
+    assert report["plugin_errors"] == []
+    text = invoke(core_only(), "doctor")
+    assert text.exit_code == 0 and "distributed" in text.stdout and "gloo" in text.stdout
+
+
+def test_doctor_fails_when_a_plugin_failed() -> None:
+    result = invoke(core_only(("lab", RaisingEncoders())), "doctor", "--json")
+    assert result.exit_code == 1
+    errors = json.loads(result.stdout)["plugin_errors"]
+    assert len(errors) == 1 and "plugin 'lab'" in errors[0]
