@@ -7,6 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from selfsup.builtin.objectives import (
+    barlow_twins_loss,
+    byol_loss,
+    dino_loss,
+    info_nce,
+    negative_cosine,
+    vicreg_loss,
+)
 from selfsup.builtin.objectives.ema import cosine_momentum
 from selfsup.interfaces import Encoder, EncoderOutput, Objective
 from selfsup.plugins import PluginManager
@@ -176,6 +184,28 @@ def test_ema_teacher_moves_after_step_and_is_not_trained(manager: PluginManager,
         torch.testing.assert_close(new, expected, rtol=1e-5, atol=1e-7)
     moved = sum(int(not torch.equal(old[id(p)], p)) for p in teacher)
     assert moved > len(teacher) // 2
+
+
+PAIR_LOSSES = {
+    "info_nce": lambda a, b: info_nce(a, b, temperature=0.1),
+    "barlow_twins": barlow_twins_loss,
+    "vicreg": vicreg_loss,
+    "byol": byol_loss,
+    "simsiam": negative_cosine,
+    "dino": lambda a, b: dino_loss([a, b], [b, a], torch.zeros(1, a.shape[1])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIR_LOSSES))
+def test_losses_compute_in_fp32_under_autocast(name: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 12, generator=gen).bfloat16()
+    b = (a.float() + 0.5 * torch.randn(16, 12, generator=gen)).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = PAIR_LOSSES[name](a, b)
+    ref = PAIR_LOSSES[name](a.float(), b.float())
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, ref, rtol=1e-5, atol=1e-6)
 
 
 def test_cosine_momentum_schedule() -> None:

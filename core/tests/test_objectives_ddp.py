@@ -70,7 +70,7 @@ def _run(fn: Loss, inputs: list[torch.Tensor]) -> tuple[float, list[torch.Tensor
     loss = fn(leaves)
     loss.backward()
     grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in leaves]
-    return float(loss), grads
+    return float(loss.detach()), grads
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:

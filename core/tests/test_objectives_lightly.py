@@ -28,6 +28,15 @@ lightly_loss = pytest.importorskip("lightly.loss", reason="lightly is the refere
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP barrier costs on busy, shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _pair(n: int = 16, d: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(n, d, generator=gen)

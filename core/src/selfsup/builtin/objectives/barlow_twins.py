@@ -30,6 +30,7 @@ from selfsup.builtin.objectives.common import (
     check_views,
     embedding_std,
     encode,
+    full_precision,
     positive_cosine,
 )
 from selfsup.builtin.objectives.heads import MLPHead
@@ -75,14 +76,15 @@ def cross_correlation(
             f"Barlow Twins expects two [n, d] tensors of the same shape, got "
             f"{tuple(z1.shape)} and {tuple(z2.shape)}"
         )
-    z1, z2 = z1.float(), z2.float()
-    reduce = D.all_reduce_sum if reduce_distributed else _identity
-    n = z1.shape[0] * (D.world_size() if reduce_distributed else 1)
-    if n < 2:
-        raise ValueError("Barlow Twins needs at least 2 items in the (global) batch")
-    a = standardize(z1, eps, reduce_distributed)
-    b = standardize(z2, eps, reduce_distributed)
-    return reduce(a.T @ b) / n
+    with full_precision(z1):
+        z1, z2 = z1.float(), z2.float()
+        reduce = D.all_reduce_sum if reduce_distributed else _identity
+        n = z1.shape[0] * (D.world_size() if reduce_distributed else 1)
+        if n < 2:
+            raise ValueError("Barlow Twins needs at least 2 items in the (global) batch")
+        a = standardize(z1, eps, reduce_distributed)
+        b = standardize(z2, eps, reduce_distributed)
+        return reduce(a.T @ b) / n
 
 
 def barlow_twins_terms(

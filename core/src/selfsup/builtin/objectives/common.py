@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -17,8 +18,22 @@ __all__ = [
     "check_views",
     "embedding_std",
     "encode",
+    "full_precision",
     "positive_cosine",
 ]
+
+
+def full_precision(t: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """A context that turns autocast off on ``t``'s device (losses compute in fp32).
+
+    Under bf16/fp16 autocast a matmul of fp32 tensors would run in low precision
+    again; similarity logits at temperature 0.1 and cross-correlation matrices need
+    fp32. Inputs still have to be cast with ``.float()`` inside the context.
+    """
+    device = t.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.autocast(device_type=device, enabled=False)
+    return contextlib.nullcontext()
 
 
 def check_views(views: Any, objective: str, exact: int | None = 2, minimum: int = 2) -> list[Any]:

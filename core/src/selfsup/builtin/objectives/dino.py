@@ -29,6 +29,7 @@ from selfsup.builtin.objectives.common import (
     check_views,
     embedding_std,
     encode,
+    full_precision,
 )
 from selfsup.builtin.objectives.ema import EMATeacher, TeacherStudentObjective
 from selfsup.builtin.objectives.heads import DINOHead
@@ -60,23 +61,26 @@ def dino_loss(
     """
     check_positive("teacher_temp", teacher_temp, "dino_loss")
     check_positive("student_temp", student_temp, "dino_loss")
-    targets = [F.softmax((t.detach().float() - center) / teacher_temp, dim=-1) for t in teacher_out]
-    log_probs = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student_out]
-    total: Tensor | None = None
-    n_terms = 0
-    for i, q in enumerate(targets):
-        for j, log_p in enumerate(log_probs):
-            if i == j:
-                continue
-            term = -(q * log_p).sum(dim=-1).mean()
-            total = term if total is None else total + term
-            n_terms += 1
-    if total is None:
-        raise ValueError(
-            f"dino_loss needs at least one teacher view and one other student view, got "
-            f"{len(teacher_out)} teacher and {len(student_out)} student views"
-        )
-    return total / n_terms
+    with full_precision(center):
+        targets = [
+            F.softmax((t.detach().float() - center) / teacher_temp, dim=-1) for t in teacher_out
+        ]
+        log_probs = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student_out]
+        total: Tensor | None = None
+        n_terms = 0
+        for i, q in enumerate(targets):
+            for j, log_p in enumerate(log_probs):
+                if i == j:
+                    continue
+                term = -(q * log_p).sum(dim=-1).mean()
+                total = term if total is None else total + term
+                n_terms += 1
+        if total is None:
+            raise ValueError(
+                f"dino_loss needs at least one teacher view and one other student view, got "
+                f"{len(teacher_out)} teacher and {len(student_out)} student views"
+            )
+        return total / n_terms
 
 
 @torch.no_grad()
@@ -101,9 +105,10 @@ def update_center(
 @torch.no_grad()
 def teacher_entropy(teacher_out: Sequence[Tensor], center: Tensor, teacher_temp: float) -> Tensor:
     """Mean entropy (nats) of the teacher's centred, sharpened distributions."""
-    logits = torch.cat([t.float() for t in teacher_out])
-    log_q = F.log_softmax((logits - center) / teacher_temp, dim=-1)
-    return -(log_q.exp() * log_q).sum(dim=-1).mean()
+    with full_precision(center):
+        logits = torch.cat([t.float() for t in teacher_out])
+        log_q = F.log_softmax((logits - center) / teacher_temp, dim=-1)
+        return -(log_q.exp() * log_q).sum(dim=-1).mean()
 
 
 class DINO(TeacherStudentObjective):

@@ -26,6 +26,7 @@ from selfsup.builtin.objectives.common import (
     check_views,
     embedding_std,
     encode,
+    full_precision,
     positive_cosine,
 )
 from selfsup.builtin.objectives.heads import MLPHead
@@ -72,35 +73,36 @@ def info_nce_terms(
             f"{tuple(z1.shape)} and {tuple(z2.shape)}"
         )
     check_positive("temperature", temperature, "info_nce")
-    z1, z2 = z1.float(), z2.float()
-    if normalize:
-        z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    n = z1.shape[0]
-    if gather_distributed and D.is_distributed():
-        k1, k2, offset = D.gather_with_grad(z1), D.gather_with_grad(z2), D.rank() * n
-    else:
-        k1, k2, offset = z1, z2, 0
-    big_n = k1.shape[0]
-    if big_n < 2:
-        raise ValueError("info_nce needs at least 2 items in the (global) batch for negatives")
-    anchors = torch.cat([z1, z2])
-    logits = anchors @ torch.cat([k1, k2]).T / temperature  # [2n, 2N]
-    rows = torch.arange(2 * n, device=z1.device)
-    g = torch.arange(n, device=z1.device) + offset
-    self_idx = torch.cat([g, g + big_n])
-    pos_idx = torch.cat([g + big_n, g])
-    mask = torch.zeros_like(logits, dtype=torch.bool)
-    mask[rows, self_idx] = True
-    if not intra_view_negatives:
-        mask[:n, :big_n] = True
-        mask[n:, big_n:] = True
-    pos = logits[rows, pos_idx]
-    with torch.no_grad():
-        acc = (logits.masked_fill(mask, float("-inf")).argmax(dim=1) == pos_idx).float().mean()
-    if decoupled:
-        mask[rows, pos_idx] = True
-    lse = logits.masked_fill(mask, float("-inf")).logsumexp(dim=1)
-    return (lse - pos).mean(), acc
+    with full_precision(z1):
+        z1, z2 = z1.float(), z2.float()
+        if normalize:
+            z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+        n = z1.shape[0]
+        if gather_distributed and D.is_distributed():
+            k1, k2, offset = D.gather_with_grad(z1), D.gather_with_grad(z2), D.rank() * n
+        else:
+            k1, k2, offset = z1, z2, 0
+        big_n = k1.shape[0]
+        if big_n < 2:
+            raise ValueError("info_nce needs at least 2 items in the (global) batch for negatives")
+        anchors = torch.cat([z1, z2])
+        logits = anchors @ torch.cat([k1, k2]).T / temperature  # [2n, 2N]
+        rows = torch.arange(2 * n, device=z1.device)
+        g = torch.arange(n, device=z1.device) + offset
+        self_idx = torch.cat([g, g + big_n])
+        pos_idx = torch.cat([g + big_n, g])
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        mask[rows, self_idx] = True
+        if not intra_view_negatives:
+            mask[:n, :big_n] = True
+            mask[n:, big_n:] = True
+        pos = logits[rows, pos_idx]
+        with torch.no_grad():
+            acc = (logits.masked_fill(mask, float("-inf")).argmax(dim=1) == pos_idx).float().mean()
+        if decoupled:
+            mask[rows, pos_idx] = True
+        lse = logits.masked_fill(mask, float("-inf")).logsumexp(dim=1)
+        return (lse - pos).mean(), acc
 
 
 def info_nce(

@@ -21,6 +21,7 @@ from selfsup.builtin.objectives.common import (
     check_views,
     embedding_std,
     encode,
+    full_precision,
     positive_cosine,
 )
 from selfsup.builtin.objectives.heads import MLPHead
@@ -50,7 +51,8 @@ def negative_cosine(p: Tensor, z: Tensor, stop_gradient: bool = True, eps: float
         )
     if stop_gradient:
         z = z.detach()
-    return -F.cosine_similarity(p.float(), z.float(), dim=-1, eps=eps).mean()
+    with full_precision(p):
+        return -F.cosine_similarity(p.float(), z.float(), dim=-1, eps=eps).mean()
 
 
 class SimSiam(Objective):

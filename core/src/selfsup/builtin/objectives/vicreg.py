@@ -30,6 +30,7 @@ from selfsup.builtin.objectives.common import (
     check_views,
     embedding_std,
     encode,
+    full_precision,
     positive_cosine,
 )
 from selfsup.builtin.objectives.heads import MLPHead
@@ -76,11 +77,12 @@ def vicreg_terms(
             f"VICReg expects two [n, d] tensors of the same shape, got "
             f"{tuple(z1.shape)} and {tuple(z2.shape)}"
         )
-    z1, z2 = z1.float(), z2.float()
-    inv = F.mse_loss(z1, z2)
-    var1, cov1 = _var_cov(z1, eps, reduce_distributed)
-    var2, cov2 = _var_cov(z2, eps, reduce_distributed)
-    return inv, 0.5 * (var1 + var2), cov1 + cov2
+    with full_precision(z1):
+        z1, z2 = z1.float(), z2.float()
+        inv = F.mse_loss(z1, z2)
+        var1, cov1 = _var_cov(z1, eps, reduce_distributed)
+        var2, cov2 = _var_cov(z2, eps, reduce_distributed)
+        return inv, 0.5 * (var1 + var2), cov1 + cov2
 
 
 def vicreg_loss(
