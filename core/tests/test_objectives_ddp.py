@@ -10,6 +10,9 @@ losses, and the gradient it applies through rank ``r``'s rows is
 * ``cat_r(grad_r) / W == d loss(global batch) / d inputs``
 
 for every core loss, on fixed embeddings (rank ``r`` holds rows ``r*n .. (r+1)*n-1``).
+It then checks whole objectives wrapped in ``DistributedDataParallel`` (heads without
+batch norm, whose per-rank statistics would legitimately differ): the parameter
+gradients after DDP's averaging equal one process's gradients on the global batch.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from selfsup.builtin.objectives.barlow_twins import barlow_twins_loss
+from selfsup.builtin.objectives.barlow_twins import BarlowTwins, barlow_twins_loss
 from selfsup.builtin.objectives.byol import byol_loss
-from selfsup.builtin.objectives.dino import dino_loss, update_center
-from selfsup.builtin.objectives.infonce import info_nce
+from selfsup.builtin.objectives.dino import DINO, dino_loss, update_center
+from selfsup.builtin.objectives.infonce import SimCLR, info_nce
 from selfsup.builtin.objectives.simsiam import negative_cosine
-from selfsup.builtin.objectives.vicreg import vicreg_loss
+from selfsup.builtin.objectives.vicreg import VICReg, vicreg_loss
 from selfsup.engine import distributed as D
+from selfsup.interfaces import Encoder, EncoderOutput, Objective
+from torch import nn
 
 pytestmark = pytest.mark.distributed
 
@@ -56,6 +61,54 @@ CASES: dict[str, Loss] = {
 # A deliberately wrong variant: negatives from the local batch only. It must NOT match,
 # which shows that the comparison can fail.
 LOCAL_ONLY: Loss = lambda z: info_nce(z[0], z[1], 0.5, gather_distributed=False)  # noqa: E731
+
+
+OBJECTIVES: dict[str, Callable[[], Objective]] = {
+    "simclr": lambda: SimCLR(DIM, out_dim=16, num_layers=1),
+    "barlow_twins": lambda: BarlowTwins(DIM, out_dim=16, num_layers=1),
+    "vicreg": lambda: VICReg(DIM, out_dim=16, num_layers=1),
+    "dino": lambda: DINO(DIM, hidden_dim=16, bottleneck_dim=8, out_dim=32, num_layers=2),
+}
+
+
+class LinearEncoder(Encoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed_dim = DIM
+        self.net = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, DIM))
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        return EncoderOutput(pooled=self.net(x))
+
+
+class Model(nn.Module):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.encoder, self.objective = LinearEncoder(), OBJECTIVES[name]()
+        attach = getattr(self.objective, "attach", None)
+        if attach is not None:
+            attach(self.encoder)
+
+    def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
+        return self.objective(self.encoder, views).loss
+
+
+def _objective_grads(name: str, rows: slice | None = None) -> tuple[float, dict, torch.Tensor]:
+    """Loss, parameter gradients and (DINO) centre after one backward, DDP-wrapped if rows."""
+    model: nn.Module = Model(name)
+    gen = torch.Generator().manual_seed(99)
+    n_views = 4 if name == "dino" else 2
+    views = [torch.randn(WORLD * N_LOCAL, 5, generator=gen) for _ in range(n_views)]
+    if rows is not None:
+        views = [v[rows] for v in views]
+        model = nn.parallel.DistributedDataParallel(model)
+    loss = model(views)
+    loss.backward()
+    inner = model.module if rows is not None else model
+    grads = {k: p.grad.clone() for k, p in inner.named_parameters() if p.requires_grad}
+    center = getattr(inner.objective, "center", torch.zeros(()))
+    return float(loss.detach()), grads, center.clone()
 
 
 def _global_inputs() -> list[torch.Tensor]:
@@ -84,6 +137,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         results = {name: _run(fn, local) for name, fn in CASES.items()}
         results["local_only"] = _run(LOCAL_ONLY, local)
         results["center"] = update_center(CENTER, local[4:6], momentum=0.9)
+        results["objectives"] = {name: _objective_grads(name, rows) for name in OBJECTIVES}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -158,3 +212,17 @@ def test_helpers_are_identities_without_a_process_group() -> None:
     assert D.world_size() == 1 and D.rank() == 0 and not D.is_distributed()
     assert D.gather_with_grad(t) is t
     assert D.all_reduce_sum(t) is t and D.all_reduce_mean(t) is t
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_ddp_wrapped_objective_matches_single_process(ranks: list[dict], name: str) -> None:
+    ref_loss, ref_grads, ref_center = _objective_grads(name)
+    losses = [r["objectives"][name][0] for r in ranks]
+    assert sum(losses) / WORLD == pytest.approx(ref_loss, rel=1e-5, abs=1e-6)
+    for r in ranks:
+        _, grads, center = r["objectives"][name]
+        assert grads.keys() == ref_grads.keys()
+        for key, ref in ref_grads.items():
+            assert ref.abs().sum() > 0, f"{name}: zero reference gradient for {key}"
+            torch.testing.assert_close(grads[key], ref, rtol=1e-4, atol=1e-6, msg=key)
+        torch.testing.assert_close(center, ref_center)
