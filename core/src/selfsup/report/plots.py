@@ -53,7 +53,7 @@ def require_matplotlib() -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     write_atomic(path, buf.getvalue())
     return path
 
@@ -69,7 +69,7 @@ def plot_curves(runs: list[RunRecord], out_dir: Path, kind: str) -> Path | None:
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False, layout="constrained"
+        rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False, layout="tight"
     )
     for ax, key in zip(axes.flat, keys, strict=False):
         for label, (xs, ys) in sorted(curves[key].items()):
@@ -143,7 +143,7 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
     cols = min(3, len(chosen))
     rows = math.ceil(len(chosen) / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False, layout="constrained"
+        rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False, layout="tight"
     )
     rng = np.random.default_rng(0)
     for ax, (arm, run) in zip(axes.flat, chosen.items(), strict=False):

@@ -7,6 +7,7 @@ A run directory (``runs/<experiment>/<arm>/seed-<n>/``) holds ``metrics.jsonl``,
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -136,6 +137,9 @@ def discover_runs(root: str | Path) -> list[RunRecord]:
 def summarise(runs: list[RunRecord]) -> tuple[list[str], list[dict[str, Any]]]:
     """Mean ± std over seeds per arm and metric.
 
+    Non-finite values (a failed evaluation) are left out of the mean; ``n`` counts
+    the values used, ``(nan, nan, 0)`` when there are none.
+
     Returns:
         The metric names, and one row per arm: ``{"arm", "seeds", name: (mean, std, n)}``.
     """
@@ -157,7 +161,11 @@ def summarise(runs: list[RunRecord]) -> tuple[list[str], list[dict[str, Any]]]:
     for arm, table in by_arm.items():
         row: dict[str, Any] = {"arm": arm, "seeds": len(seeds[arm])}
         for name, values in table.items():
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            row[name] = (statistics.fmean(values), std, len(values))
+            finite = [v for v in values if math.isfinite(v)]  # NaN: a failed evaluation
+            if not finite:
+                row[name] = (math.nan, math.nan, 0)
+                continue
+            std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+            row[name] = (statistics.fmean(finite), std, len(finite))
         rows.append(row)
     return names, rows

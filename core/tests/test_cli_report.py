@@ -1,0 +1,118 @@
+"""selfsup report: run discovery, summaries, plots and the self-contained HTML page."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import selfsup.builtin.plugin
+from click.testing import CliRunner
+from selfsup.cli.main import build_cli
+from selfsup.plugins import PluginManager
+from selfsup.report import build_report, discover_runs, summarise
+
+
+def write_run(root, arm: str, seed: int, acc: float, steps: int = 6, emb: bool = True) -> None:
+    """A run directory in the layout the runner writes (runs/<exp>/<arm>/seed-<n>/)."""
+    run = root / arm / f"seed-{seed}"
+    run.mkdir(parents=True)
+    lines = [json.dumps({"step": s, "loss": 4.0 - 0.3 * s, "lr": 0.001}) for s in range(1, steps)]
+    lines += [json.dumps({"epoch": e, "step": 3 * e, "loss": 3.0 / e}) for e in (1, 2)]
+    lines.append('{"step": 99, "loss": ')  # a killed run leaves half a line
+    (run / "metrics.jsonl").write_text("\n".join(lines))
+    (run / "results.json").write_text(
+        json.dumps(
+            {"arm": arm, "seed": seed, "metrics": {"knn_acc": acc, "rankme": "nan"}, "status": "ok"}
+        )
+    )
+    if emb:
+        rng = np.random.default_rng(seed)
+        labels = np.arange(60) % 3
+        feats = rng.normal(size=(60, 8)).astype("float32") + labels[:, None]
+        np.savez(run / "embeddings.npz", features=feats, labels=labels, split=np.array("test"))
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    root = tmp_path / "runs" / "demo"
+    write_run(root, "simclr", 0, 0.80)
+    write_run(root, "simclr", 1, 0.90)
+    write_run(root, "random-init", 0, 0.50, emb=False)
+    (root / "results.json").write_text(json.dumps({"name": "demo", "runs": []}))  # experiment-level
+    return root
+
+
+def test_discover_and_summarise(experiment) -> None:
+    runs = discover_runs(experiment)
+    assert sorted(r.label for r in runs) == ["random-init/seed-0", "simclr/seed-0", "simclr/seed-1"]
+    simclr = next(r for r in runs if r.label == "simclr/seed-0")
+    assert len(simclr.metrics) == 7  # the torn last line is skipped
+    names, rows = summarise(runs)
+    assert names == ["knn_acc", "rankme"]
+    row = next(r for r in rows if r["arm"] == "simclr")
+    mean, std, n = row["knn_acc"]
+    assert (round(mean, 6), n) == (0.85, 2) and std == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    # a single run directory works too
+    single = discover_runs(experiment / "simclr" / "seed-1")
+    assert [r.label for r in single] == ["simclr/seed-1"]
+
+
+def test_build_report_writes_plots_and_self_contained_html(experiment) -> None:
+    target = build_report(experiment)
+    assert target == experiment / "report.html"
+    for name in ("curves_steps.png", "curves_epochs.png", "embeddings_pca.png"):
+        data = (experiment / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+    html = target.read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "0.85 ± 0.071" in html  # mean ± std over the two simclr seeds
+    assert "random-init" in html and "<table>" in html
+    assert not list(experiment.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_project_2d_separates_clusters() -> None:
+    from selfsup.report import project_2d
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 2
+    feats = rng.normal(size=(200, 16)) + 6.0 * labels[:, None]
+    xy = project_2d(feats, "pca")
+    assert xy.shape == (200, 2)
+    gap = abs(xy[labels == 0, 0].mean() - xy[labels == 1, 0].mean())
+    assert gap > 3 * xy[labels == 0, 0].std()
+
+
+def core_pm() -> PluginManager:
+    pm = PluginManager(load_entrypoints=False, strict=False)
+    pm.register(selfsup.builtin.plugin, name="core")
+    return pm
+
+
+def test_report_command(experiment) -> None:
+    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(experiment)])
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.stdout and "simclr" in result.stdout
+    assert (experiment / "report.html").is_file()
+
+
+def test_report_missing_directory(tmp_path) -> None:
+    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "file not found" in result.stderr and "no such directory" in result.stderr
+
+
+def test_report_empty_directory(tmp_path) -> None:
+    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "no run found" in result.stderr
+
+
+def test_report_without_matplotlib_says_how_to_install(experiment, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(experiment)])
+    assert result.exit_code == 1
+    assert (
+        "missing dependency" in result.stderr and "pip install 'selfsup[report]'" in result.stderr
+    )
+    assert not (experiment / "report.html").exists()
