@@ -273,6 +273,29 @@ def test_hook_of_an_absent_plugin_is_unknown(eps) -> None:
     assert "unknown hook 'register_triggers'" in line
 
 
+def test_duplicate_id_within_a_plugin_fails_it(eps) -> None:
+    @hookimpl
+    def register_encoders(register):
+        register(EncoderSpec(name="enc", build="a:b"))
+        register(EncoderSpec(name="enc", build="a:c"))
+
+    eps.append(FakeEntryPoint("dup", module("fake_dup", register_encoders=register_encoders)))
+    pm, warned = load()
+    line = one_failure(pm, warned, "dup")
+    assert "DuplicateIdError: encoder 'dup:enc' is registered twice" in line
+    assert_core_works(pm)
+
+
+def test_optional_hook_of_an_absent_plugin_is_fine(eps) -> None:
+    @hookimpl(optionalhook=True)
+    def register_triggers(register):
+        pass
+
+    eps.append(FakeEntryPoint("audio", module("fake_audio", register_triggers=register_triggers)))
+    pm, warned = load()
+    assert warned == [] and pm.infos["audio"].status == "active"
+
+
 def test_register_twice_under_one_name_fails(selfsup_pm) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
