@@ -105,9 +105,9 @@ class ComponentRef(_Strict):
 
 
 class OptimizerConfig(_Strict):
-    """Optimiser: AdamW, SGD (momentum, Nesterov) or LARS."""
+    """Optimiser: AdamW, Adam (L2-coupled weight decay), SGD (momentum, Nesterov) or LARS."""
 
-    name: Literal["adamw", "sgd", "lars"] = "adamw"
+    name: Literal["adamw", "adam", "sgd", "lars"] = "adamw"
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
     momentum: float = Field(0.9, ge=0.0, lt=1.0)

@@ -120,6 +120,8 @@ def build_optimizer(
     lr = scaled_lr(cfg, global_batch)
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.name == "adam":  # weight decay as an L2 term in the gradient (reference recipes)
+        return torch.optim.Adam(params, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.name == "sgd":
         return torch.optim.SGD(
             params,
@@ -142,7 +144,7 @@ def build_optimizer(
             weight_decay=cfg.weight_decay,
             trust_coefficient=cfg.trust_coefficient,
         )
-    raise ValueError(f"train.optimizer.name={cfg.name!r}: choose adamw, sgd or lars")
+    raise ValueError(f"train.optimizer.name={cfg.name!r}: choose adamw, adam, sgd or lars")
 
 
 @dataclass
