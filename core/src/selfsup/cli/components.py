@@ -76,7 +76,8 @@ def list_command(state: State, kind: str | None, modality: str | None, as_json: 
         where = f" of modality {modality!r}" if modality else ""
         what = kinds[0] if kind else "component"
         state.out.print(
-            f"No {what}{where} is registered; 'selfsup plugins' shows the installed plugins."
+            f"No {what}{where} is registered; 'selfsup plugins' shows the installed plugins.",
+            markup=False,
         )
         return
     table = Table(title_justify="left", title=f"{kinds[0] if kind else 'components'}")
@@ -176,9 +177,9 @@ def _print_record(state: State, record: dict[str, Any]) -> None:
     title.append(f"  ({record['kind']}, plugin {record['plugin']}, modality {record['modality']})")
     out.print(title)
     if record["description"]:
-        out.print(record["description"])
+        out.print(Text(record["description"]))
     if record["tags"]:
-        out.print(f"tags: {', '.join(record['tags'])}")
+        out.print(Text(f"tags: {', '.join(record['tags'])}"))
     out.print(Text(f"factory: {record['factory']}", style="dim"))
     if record["parameters"]:
         table = Table(title="parameters (set them under 'params:')", title_justify="left")

@@ -150,7 +150,7 @@ def _print(state: State, report: dict[str, Any]) -> None:
     for column in ("package", "version", "used for"):
         extras.add_column(column)
     for name, version in report["extras"].items():
-        extras.add_row(name, version or Text("not installed", style="dim"), EXTRAS[name])
+        extras.add_row(*plain(name, version or Text("not installed", style="dim"), EXTRAS[name]))
     out.print(extras)
 
     if report["environment"]:
