@@ -1,0 +1,378 @@
+"""Graph datasets from local files (never a download): Planetoid, KarateClub, PyG classes.
+
+Every dataset returns a :class:`~selfsup_graph.splits.GraphSplits`. Common parameters:
+
+* ``normalize_features``: row-normalise node features to sum 1 (as DGL's and PyG's
+  ``NormalizeFeatures`` do for the citation graphs, and as GraphMAE and GRACE use).
+* ``holdout_edges``: share of the (undirected) edges removed from the training graph
+  and kept, with as many sampled non-edges, for ``graph:link-prediction``
+  (``holdout_val_edges`` adds a validation share). Pretraining and embedding then
+  never see the held-out edges. ``split_seed`` fixes which edges (and random node
+  splits) are chosen, independently of the run's seed.
+
+Read-only roots (such as the shared data folder) are mirrored into a writable cache
+(``cache_dir``, default ``$SELFSUP_CACHE`` or ``~/.cache/selfsup``) before PyG writes
+its ``processed/`` folder: small files are copied, large ones linked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from selfsup_graph.splits import GraphSplits
+
+__all__ = ["PYG_DATASETS", "karate", "planetoid", "pyg_dataset"]
+
+PLANETOID_NAMES = ("Cora", "CiteSeer", "PubMed")
+PLANETOID_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+_LINK_THRESHOLD = 256 * 2**20  # files above this size are symlinked, not copied
+
+#: Dataset classes of ``torch_geometric.datasets`` that ``graph:pyg`` may load, with
+#: the ``name`` values each accepts (``()``: the class takes no name).
+PYG_DATASETS: dict[str, tuple[str, ...]] = {
+    "Planetoid": PLANETOID_NAMES,
+    "CitationFull": ("Cora", "Cora_ML", "CiteSeer", "DBLP", "PubMed"),
+    "Amazon": ("Computers", "Photo"),
+    "Coauthor": ("CS", "Physics"),
+    "WebKB": ("Cornell", "Texas", "Wisconsin"),
+    "WikiCS": (),
+    "Actor": (),
+    "Flickr": (),
+    "Reddit": (),
+}
+
+
+def _cache_root(cache_dir: str | None) -> Path:
+    base = cache_dir or os.environ.get("SELFSUP_CACHE") or Path.home() / ".cache" / "selfsup"
+    return Path(base).expanduser() / "graph"
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise dataset preparation in ``folder`` across processes (DDP ranks, runs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _mirror(src: Path, dst: Path) -> None:
+    """Copy (or link, when large) every file under ``src`` to ``dst``, skipping processed/."""
+    for path in src.rglob("*"):
+        rel = path.relative_to(src)
+        if "processed" in rel.parts or not path.is_file():
+            continue
+        target = dst / rel
+        if target.exists() and target.stat().st_size == path.stat().st_size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        if path.stat().st_size > _LINK_THRESHOLD:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(path.resolve())
+        else:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+
+def _writable(root: Path, cache_dir: str | None, tag: str) -> Path:
+    """``root`` itself if PyG may write there, else a mirror of it in the cache."""
+    if os.access(root, os.W_OK) and not cache_dir:
+        return root
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    work = _cache_root(cache_dir) / f"{tag}-{digest}"
+    with _locked(work):
+        _mirror(root, work)
+    return work
+
+
+def _resolve_root(owner: str, root: str | None, default: str) -> Path:
+    if root is None:
+        shared = os.environ.get("SELFSUP_SHARED_DATA")
+        if not shared:
+            raise ValueError(
+                f"{owner}: set data.params.root to the folder that holds the dataset "
+                f"(e.g. ../shared/data/{default}), or set SELFSUP_SHARED_DATA"
+            )
+        return Path(shared).expanduser() / default
+    return Path(root).expanduser()
+
+
+# --------------------------------------------------------------------------- building splits
+
+
+def _normalize_rows(x: Tensor) -> Tensor:
+    x = x.float()
+    total = x.sum(dim=1, keepdim=True)
+    return x / total.clamp(min=1e-12) if bool((x >= 0).all()) else x
+
+
+def _mask_nodes(mask: Any) -> Tensor | None:
+    if not isinstance(mask, Tensor):
+        return None
+    if mask.dim() == 2:  # several splits (WikiCS): use the first
+        mask = mask[:, 0]
+    return mask.nonzero().view(-1)
+
+
+def _random_nodes(n: int, train: float, val: float, seed: int) -> dict[str, Tensor]:
+    if not (0 < train < 1 and 0 <= val < 1 and train + val < 1):
+        raise ValueError(
+            f"train_fraction={train} and val_fraction={val} must be in (0, 1) and sum below 1"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_tr, n_va = max(1, round(train * n)), round(val * n)
+    out = {"train": perm[:n_tr].sort().values, "test": perm[n_tr + n_va :].sort().values}
+    if n_va:
+        out["val"] = perm[n_tr : n_tr + n_va].sort().values
+    return out
+
+
+def _holdout(graph: Data, test: float, val: float, seed: int) -> tuple[Data, dict[str, Any]]:
+    """Remove a share of edges from ``graph`` and keep them (with non-edges) for scoring."""
+    from torch_geometric.transforms import RandomLinkSplit
+    from torch_geometric.utils import is_undirected
+
+    if not (0 < test < 1 and 0 <= val < 1 and test + val < 1):
+        raise ValueError(
+            f"holdout_edges={test} and holdout_val_edges={val} must be in [0, 1) and sum below 1"
+        )
+    split = RandomLinkSplit(
+        num_val=val,
+        num_test=test,
+        is_undirected=is_undirected(graph.edge_index, num_nodes=graph.num_nodes),
+        add_negative_train_samples=False,
+        split_labels=True,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        train, val_data, test_data = split(graph)
+    link: dict[str, Any] = {
+        "test": (test_data.pos_edge_label_index, test_data.neg_edge_label_index)
+    }
+    if val > 0:
+        link["val"] = (val_data.pos_edge_label_index, val_data.neg_edge_label_index)
+    kept = Data(x=graph.x, edge_index=train.edge_index, y=getattr(graph, "y", None))
+    kept.num_nodes = graph.num_nodes
+    return kept, link
+
+
+def build_splits(
+    graph: Data,
+    nodes: dict[str, Tensor],
+    num_classes: int,
+    name: str,
+    normalize_features: bool,
+    holdout_edges: float,
+    holdout_val_edges: float,
+    split_seed: int,
+    embed_batch_size: int | None = None,
+) -> GraphSplits:
+    """Normalise, hold edges out if asked, and wrap a graph into :class:`GraphSplits`."""
+    x = graph.x.float()
+    graph = Data(
+        x=_normalize_rows(x) if normalize_features else x,
+        edge_index=graph.edge_index,
+        y=graph.y,
+        num_nodes=graph.num_nodes,
+    )
+    meta: dict[str, Any] = {"name": name}
+    if holdout_edges:
+        graph, meta["link_split"] = _holdout(graph, holdout_edges, holdout_val_edges, split_seed)
+    return GraphSplits(graph, nodes, num_classes, meta, embed_batch_size=embed_batch_size)
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _local_class(cls: type, original: Path, work: Path) -> type:
+    """A subclass of a PyG dataset whose ``download`` explains what is missing instead."""
+
+    def download(self: Any) -> None:
+        raw = Path(self.raw_dir)
+        try:
+            shown = original / raw.relative_to(work)
+        except ValueError:
+            shown = raw
+        files = self.raw_file_names
+        files = [files] if isinstance(files, str) else list(files)
+        missing = [f for f in files if not (raw / f).exists()]
+        raise FileNotFoundError(
+            f"{cls.__name__}: raw files missing in {shown}: {', '.join(missing)} "
+            f"(expected {len(files)} files: {', '.join(files)}). selfsup never downloads: "
+            "put the files there (from the dataset's source) or point data.params.root "
+            "at the folder that holds them"
+        )
+
+    return type(f"Local{cls.__name__}", (cls,), {"download": download})
+
+
+def planetoid(
+    name: str = "Cora",
+    root: str | None = None,
+    cache_dir: str | None = None,
+    normalize_features: bool = True,
+    holdout_edges: float = 0.0,
+    holdout_val_edges: float = 0.0,
+    split_seed: int = 0,
+    embed_batch_size: int | None = None,
+) -> GraphSplits:
+    """A Planetoid citation graph (Cora, CiteSeer, PubMed) with its public split.
+
+    ``root`` is the folder holding ``<name>/raw/ind.<name>.*`` (the 8 planetoid files:
+    x, tx, allx, y, ty, ally, graph, test.index), e.g. ``../shared/data/planetoid``;
+    it may also point at ``<name>/`` or at the ``raw/`` folder itself. The files are
+    copied into the cache (``cache_dir``), where PyG writes ``processed/``.
+
+    Raises:
+        FileNotFoundError: A file is missing; the message lists the expected files.
+    """
+    owner = "graph:planetoid"
+    canon = {n.lower(): n for n in PLANETOID_NAMES}
+    if str(name).lower() not in canon:
+        raise ValueError(f"{owner}: name={name!r} is not one of {', '.join(PLANETOID_NAMES)}")
+    name = canon[str(name).lower()]
+    base = _resolve_root(owner, root, "planetoid")
+    files = [f"ind.{name.lower()}.{s}" for s in PLANETOID_SUFFIXES]
+    candidates = [base / name / "raw", base / "raw", base]
+    raw = next((c for c in candidates if all((c / f).is_file() for f in files)), None)
+    if raw is None:
+        found = next((c for c in candidates if c.is_dir() and any(c.glob("ind.*"))), base)
+        missing = [f for f in files if not (found / f).is_file()]
+        raise FileNotFoundError(
+            f"{owner}: {name} files missing under {found}: {', '.join(missing)}. Expected "
+            f"the 8 planetoid files {', '.join(files)} in {base / name / 'raw'} (root="
+            f"{str(root)!r}); selfsup never downloads: copy them there or fix data.params.root"
+        )
+    digest = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:10]
+    work = _cache_root(cache_dir) / f"planetoid-{digest}"
+    from torch_geometric.datasets import Planetoid
+
+    with _locked(work):
+        _mirror(raw, work / name / "raw")
+        dataset = _local_class(Planetoid, raw.parent.parent, work)(str(work), name)
+    graph = dataset[0]
+    nodes = {s: graph[f"{s}_mask"].nonzero().view(-1) for s in ("train", "val", "test")}
+    return build_splits(
+        graph,
+        nodes,
+        int(dataset.num_classes),
+        f"planetoid/{name}",
+        normalize_features,
+        holdout_edges,
+        holdout_val_edges,
+        split_seed,
+        embed_batch_size,
+    )
+
+
+def karate(
+    train_fraction: float = 0.5,
+    val_fraction: float = 0.25,
+    split_seed: int = 0,
+    holdout_edges: float = 0.0,
+) -> GraphSplits:
+    """Zachary's karate club (built into PyG: 34 nodes, 4 communities, one-hot features).
+
+    Its nodes are split at random (``split_seed``) into train/val/test fractions.
+    """
+    from torch_geometric.datasets import KarateClub
+
+    dataset = KarateClub()
+    graph = dataset[0]
+    nodes = _random_nodes(graph.num_nodes, train_fraction, val_fraction, split_seed)
+    return build_splits(
+        graph, nodes, int(dataset.num_classes), "karate", False, holdout_edges, 0.0, split_seed
+    )
+
+
+def pyg_dataset(
+    dataset: str,
+    root: str,
+    name: str | None = None,
+    cache_dir: str | None = None,
+    normalize_features: bool = True,
+    train_fraction: float = 0.1,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    holdout_edges: float = 0.0,
+    holdout_val_edges: float = 0.0,
+    embed_batch_size: int | None = None,
+) -> GraphSplits:
+    """A node-level dataset class of ``torch_geometric.datasets``, from local files only.
+
+    ``dataset`` is a class name from the allow-list :data:`PYG_DATASETS` (configs never
+    carry import paths) and ``name`` its sub-dataset where it has one. The dataset's
+    own split masks are used when it has them (the first of several); otherwise nodes
+    are split at random into ``train_fraction`` / ``val_fraction`` / the rest.
+
+    Raises:
+        ValueError: The class or name is not allowed.
+        FileNotFoundError: The root or its raw files are missing (listed).
+    """
+    owner = "graph:pyg"
+    if dataset not in PYG_DATASETS:
+        raise ValueError(
+            f"{owner}: dataset={dataset!r} is not allowed; choose one of {', '.join(PYG_DATASETS)}"
+        )
+    names = PYG_DATASETS[dataset]
+    if names and name not in names:
+        raise ValueError(f"{owner}: {dataset} needs name= one of {', '.join(names)}")
+    if not names and name is not None:
+        raise ValueError(f"{owner}: {dataset} takes no name (got {name!r})")
+    if dataset == "Planetoid":
+        return planetoid(
+            str(name),
+            root,
+            cache_dir,
+            normalize_features,
+            holdout_edges,
+            holdout_val_edges,
+            split_seed,
+            embed_batch_size,
+        )
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise FileNotFoundError(
+            f"{owner}: root {str(base)!r} is not a folder; point data.params.root at the "
+            f"folder that holds the {dataset} files (selfsup never downloads)"
+        )
+    import torch_geometric.datasets as pyg_datasets
+
+    cls = getattr(pyg_datasets, dataset)
+    work = _writable(base, cache_dir, dataset.lower())
+    local = _local_class(cls, base, work)
+    with _locked(work):
+        ds = local(str(work), name) if names else local(str(work))
+    graph = ds[0]
+    masks = {s: _mask_nodes(getattr(graph, f"{s}_mask", None)) for s in ("train", "val", "test")}
+    if masks["train"] is not None and masks["test"] is not None:
+        nodes = {k: v for k, v in masks.items() if v is not None}
+    else:
+        nodes = _random_nodes(graph.num_nodes, train_fraction, val_fraction, split_seed)
+    label = f"{dataset}/{name}" if name else dataset
+    return build_splits(
+        graph,
+        nodes,
+        int(ds.num_classes),
+        label,
+        normalize_features,
+        holdout_edges,
+        holdout_val_edges,
+        split_seed,
+        embed_batch_size,
+    )

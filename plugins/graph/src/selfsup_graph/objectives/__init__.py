@@ -1,0 +1,1 @@
+"""Graph self-supervised objectives: GraphMAE, GRACE, link reconstruction, multi-task."""
