@@ -38,7 +38,16 @@ from torch_geometric.nn import (
 )
 from torch_geometric.utils import add_self_loops, remove_self_loops, scatter, softmax
 
-__all__ = ["GAT", "GCN", "GIN", "GATLayer", "GraphEncoder", "make_activation", "make_norm"]
+__all__ = [
+    "GAT",
+    "GCN",
+    "GIN",
+    "GATLayer",
+    "GraphEncoder",
+    "NodeFeatures",
+    "make_activation",
+    "make_norm",
+]
 
 NORMS = ("none", "batch", "layer")
 ACTIVATIONS = ("relu", "prelu", "elu", "none")
@@ -100,6 +109,30 @@ def unpack_graph(owner: str, data: Any, in_dim: int) -> tuple[Tensor, Tensor]:
             f"was built with in_dim={in_dim}; set encoder.params.in_dim: {x.size(-1)}"
         )
     return (x if x.is_floating_point() else x.float()), edge_index
+
+
+class NodeFeatures(Encoder):
+    """The raw node features as embeddings: the no-learning baseline (``embed_dim = in_dim``).
+
+    Args:
+        in_dim: Number of node features.
+        pooling: ``mean``, ``sum`` or ``max`` graph pooling.
+    """
+
+    modality = "graph"
+
+    def __init__(self, in_dim: int, pooling: str = "mean") -> None:
+        super().__init__()
+        self.in_dim = self.embed_dim = _positive("graph:features", "in_dim", in_dim)
+        self.pooling = _choice("graph:features", "pooling", pooling, POOLINGS)
+
+    def forward(self, data: Any) -> EncoderOutput:
+        """Return the features as node embeddings, pooled per graph."""
+        x, _ = unpack_graph("graph:features", data, self.in_dim)
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        return EncoderOutput(pooled=_POOL[self.pooling](x, batch), tokens=x, hidden_states=(x,))
 
 
 class GraphEncoder(Encoder):
@@ -331,15 +364,22 @@ class GATLayer(GATConv):
     and the ordinary ``GATConv.forward`` runs whenever it is the cheaper order.
     """
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:  # type: ignore[override]
-        """Attention-weighted aggregation of neighbours, ``[N, heads * out_channels]``."""
+    def forward(  # type: ignore[override]
+        self, x: Tensor, edge_index: Tensor, targets: Tensor | None = None
+    ) -> Tensor:
+        """Attention-weighted aggregation of neighbours, ``[N, heads * out_channels]``.
+
+        With ``targets`` (node ids), only those nodes' outputs are computed and
+        returned (``[len(targets), heads * out_channels]``), in that order.
+        """
         if (
             self.lin is None
             or self.edge_dim is not None
             or not isinstance(edge_index, Tensor)
             or x.size(-1) >= self.out_channels
         ):
-            return super().forward(x, edge_index)
+            out = super().forward(x, edge_index)
+            return out if targets is None else out[targets]
         heads, out_ch, n = self.heads, self.out_channels, x.size(0)
         weight = self.lin.weight.view(heads, out_ch, -1)  # [H, C, in]
         v_src = torch.einsum("hci,hc->hi", weight, self.att_src[0])
@@ -347,16 +387,24 @@ class GATLayer(GATConv):
         if self.add_self_loops:
             edge_index, _ = remove_self_loops(edge_index)
             edge_index, _ = add_self_loops(edge_index, num_nodes=n)
+        size, x_dst = n, x
+        if targets is not None:
+            # Keep the edges into the targets, renumbered to the targets' positions.
+            position = torch.full((n,), -1, dtype=torch.long, device=x.device)
+            position[targets] = torch.arange(targets.numel(), device=x.device)
+            edge_index = edge_index[:, position[edge_index[1]] >= 0]
+            edge_index = torch.stack([edge_index[0], position[edge_index[1]]])
+            size, x_dst = targets.numel(), x[targets]
         src, dst = edge_index
-        logits = (x @ v_src.t())[src] + (x @ v_dst.t())[dst]  # [E, H]
-        alpha = softmax(F.leaky_relu(logits, self.negative_slope), dst, num_nodes=n)
+        logits = (x @ v_src.t())[src] + (x_dst @ v_dst.t())[dst]  # [E, H]
+        alpha = softmax(F.leaky_relu(logits, self.negative_slope), dst, num_nodes=size)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
         msg = x[src].unsqueeze(1) * alpha.unsqueeze(-1)  # [E, H, in]
-        agg = scatter(msg, dst, dim=0, dim_size=n, reduce="sum")  # [N, H, in]
+        agg = scatter(msg, dst, dim=0, dim_size=size, reduce="sum")  # [T, H, in]
         out = torch.einsum("nhi,hci->nhc", agg, weight)
-        out = out.reshape(n, heads * out_ch) if self.concat else out.mean(dim=1)
+        out = out.reshape(size, heads * out_ch) if self.concat else out.mean(dim=1)
         if self.res is not None:
-            out = out + self.res(x)
+            out = out + self.res(x_dst)
         if self.bias is not None:
             out = out + self.bias
         return out

@@ -28,6 +28,7 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
         ("gcn", "GCN", "Graph convolutional network (PyG GCNConv stack)."),
         ("gat", "GAT", "Graph attention network (PyG GATConv; DGL/GraphMAE reference init)."),
         ("gin", "GIN", "Graph isomorphism network (PyG GINConv stack)."),
+        ("features", "NodeFeatures", "Raw node features as embeddings (no-learning baseline)."),
     ]:
         register(
             EncoderSpec(

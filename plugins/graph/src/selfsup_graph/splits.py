@@ -1,8 +1,8 @@
 """The splits of a graph dataset: one graph for pretraining, node sets for evaluation.
 
 :class:`GraphSplits` keeps the whole (training) graph in ``train`` and the node ids of
-the labelled splits in ``meta["nodes"]`` (``val`` and ``test`` hold the same index
-tensors, so that "has a val split" reads naturally). Its :meth:`~GraphSplits.embed`
+the labelled splits in ``meta["nodes"]``; ``val`` and ``test`` are :class:`NodeSplit`
+records of the same node ids (so "the dataset has a val split" reads naturally). Its :meth:`~GraphSplits.embed`
 runs the encoder on the whole graph (or, for graphs too large for one forward pass,
 on sampled neighbourhoods of the split's nodes) and returns the node embeddings and
 labels of a split, so the core's frozen-feature evaluators (``core:linear-probe``,
@@ -14,6 +14,7 @@ lacks the held-out edges, which ``graph:link-prediction`` scores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,7 +25,22 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from selfsup.engine.runtime import Runtime
 
-__all__ = ["GraphSplits"]
+__all__ = ["GraphSplits", "NodeSplit"]
+
+
+@dataclass(frozen=True)
+class NodeSplit:
+    """The nodes of a graph that form one evaluation split (``len`` is their number)."""
+
+    nodes: Tensor
+
+    def __len__(self) -> int:
+        return int(self.nodes.numel())
+
+    @property
+    def num_nodes(self) -> int:
+        """Number of nodes in the split."""
+        return len(self)
 
 
 def _fingerprint(encoder: nn.Module) -> tuple[Any, ...]:
@@ -57,11 +73,12 @@ class GraphSplits(DataSplits):
         embed_num_neighbors: list[int] | None = None,
     ) -> None:
         meta = dict(meta or {})
-        meta["nodes"] = {k: v.long() for k, v in nodes.items()}
+        meta["nodes"] = {k: v.long().cpu() for k, v in nodes.items()}
+        held = {k: NodeSplit(v) for k, v in meta["nodes"].items() if k in ("val", "test")}
         super().__init__(
             train=graph,
-            val=meta["nodes"].get("val"),
-            test=meta["nodes"].get("test"),
+            val=held.get("val"),
+            test=held.get("test"),
             num_classes=num_classes,
             modality="graph",
             meta=meta,

@@ -153,6 +153,20 @@ class GraphMAE(Objective):
         out = torch.where(is_token, self.mask_token.to(out.dtype).expand_as(out), out)
         return out, masked
 
+    def decode(self, rep: Tensor, edge_index: Tensor, data: Any, nodes: Tensor) -> Tensor:
+        """Reconstructed features of ``nodes`` from the (re-masked) codes ``rep``.
+
+        A GAT decoder computes the scored nodes' rows only (the same values as decoding
+        every node and indexing, at about half the cost with mask rate 0.5).
+        """
+        if self.decoder_kind == "linear":
+            return self.decoder(rep[nodes])
+        if self.decoder_kind == "gat":
+            dec = self.decoder
+            h = F.dropout(rep, p=dec.dropout, training=self.training)
+            return dec.convs[0](h, edge_index, targets=nodes)
+        return self.decoder(replace_graph(data, x=rep, edge_index=edge_index)).tokens[nodes]
+
     def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
         """Mask, encode, re-mask, decode and score the masked nodes."""
         data = graph_of(views, _OWNER)
@@ -170,13 +184,9 @@ class GraphMAE(Objective):
             keep = torch.ones(rep.size(0), 1, dtype=rep.dtype, device=rep.device)
             keep[masked] = 0
             rep = rep * keep
-        if self.decoder_kind == "linear":
-            recon = self.decoder(rep)
-        else:
-            recon = self.decoder(replace_graph(data, x=rep, edge_index=edge_index)).tokens
         seeds = seed_count(data)
         scored = masked if seeds is None else masked[masked < seeds]
         if scored.numel() == 0:
             scored = masked
-        loss = sce_loss(recon[scored], x[scored], self.alpha)
+        loss = sce_loss(self.decode(rep, edge_index, data, scored), x[scored], self.alpha)
         return ObjectiveOutput(loss=loss, metrics={"masked_nodes": float(scored.numel())})
