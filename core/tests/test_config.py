@@ -230,3 +230,42 @@ def test_missing_encoder_names_what_is_needed() -> None:
 def test_empty_matrix_and_repeated_seeds() -> None:
     assert "empty list" in error_of("matrix: {train.epochs: []}\n")
     assert "seeds must be distinct" in error_of("seeds: [1, 1]\n")
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "got"),
+    [
+        ("train: {epochs: true}\n", "train.epochs", "True"),
+        ("train: {batch_size: 2.5}\n", "train.batch_size", "2.5"),
+        ("seeds: [0, false]\n", "seeds.1", "False"),
+    ],
+)
+def test_no_silent_coercion_of_bools_and_floats(extra, path, got) -> None:
+    msg = error_of(extra)
+    assert f"{path}: Input should be a valid integer (got {got})" in msg
+
+
+def test_ints_for_floats_and_lists_for_pairs_are_fine() -> None:
+    arm = expand_arms(load("train: {clip_grad: 1, optimizer: {lr: 1, betas: [0.9, 0.95]}}\n"))[0]
+    assert arm.train.optimizer.lr == 1.0 and arm.train.optimizer.betas == (0.9, 0.95)
+
+
+def test_set_indexes_lists() -> None:
+    cfg = load(
+        "arms: [{name: a}, {name: b}]\nevaluators: [core:knn]\n",
+        overrides=("arms.1.objective=core:byol", "evaluators.0.params.k=5"),
+    )
+    arms = {a.name: a for a in expand_arms(cfg)}
+    assert arms["b"].objective.id == "core:byol" and arms["a"].objective.id == "core:simclr"
+    assert arms["a"].evaluators[0].params == {"k": 5}
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("arms.5.name=x", "arms has 1 entries; index 5 is out of range"),
+        ("arms.first.name=x", "arms is a list; index it with a number"),
+    ],
+)
+def test_bad_list_index_in_set(item, expected) -> None:
+    assert expected in error_of("arms: [{name: a}]\n", overrides=(item,))

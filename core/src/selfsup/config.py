@@ -69,7 +69,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's true/false or 3.5 are not silently an int (epochs: true -> 1).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ComponentRef(_Strict):
@@ -111,7 +112,7 @@ class OptimizerConfig(_Strict):
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = Field((0.9, 0.999), strict=False)  # YAML gives a list
     nesterov: bool = False
     trust_coefficient: PositiveFloat = 0.001
     scale_lr_by_batch: bool = Field(
@@ -297,19 +298,38 @@ def apply_overrides(
     return data
 
 
+def _list_index(node: list[Any], part: str, parent: list[str], where: str) -> int:
+    """``part`` as an index into ``node`` (``arms.1.name``, ``evaluators.0.params.k``)."""
+    name = ".".join(parent)
+    if not part.lstrip("-").isdigit():
+        raise ConfigError(f"{where}: {name} is a list; index it with a number ({name}.0...)")
+    index = int(part)
+    if not -len(node) <= index < len(node):
+        raise ConfigError(f"{where}: {name} has {len(node)} entries; index {index} is out of range")
+    return index
+
+
 def _set_path(data: dict[str, Any], path: list[str], value: Any, where: str) -> None:
     node: Any = data
     for i, part in enumerate(path[:-1]):
-        nxt = node.get(part) if isinstance(node, dict) else None
+        key: Any = part
+        if isinstance(node, list):
+            key = _list_index(node, part, path[:i], where)
+            nxt = node[key]
+        else:
+            nxt = node.get(part)
         if isinstance(nxt, str) and path[i + 1] in ("id", "params"):
             nxt = {"id": nxt}
         if nxt is None:
             nxt = {}
-        if not isinstance(nxt, dict):
+        if not isinstance(nxt, dict | list):
             raise ConfigError(f"{where}: {'.'.join(path[: i + 1])} is not a mapping")
-        node[part] = nxt
+        node[key] = nxt
         node = nxt
-    node[path[-1]] = value
+    if isinstance(node, list):
+        node[_list_index(node, path[-1], path[:-1], where)] = value
+    else:
+        node[path[-1]] = value
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

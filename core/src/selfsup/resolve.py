@@ -249,6 +249,12 @@ def check_params(spec: ComponentSpec, params: dict[str, Any], path: str) -> list
 def explain_unknown(pm: PluginManager, component_id: str, message: str) -> str:
     plugin = component_id.partition(":")[0]
     info = pm.infos.get(plugin)
+    if info is not None and info.status in ("failed", "disabled"):
+        # the plugin is installed: drop the registry's "pip install ..." advice
+        start = message.find(f"No loaded plugin provides '{plugin}:' ids")
+        end = message.find(" Available ", start)
+        if start >= 0:
+            message = message[:start].rstrip() + message[end:] if end > 0 else message[:start]
     if info is not None and info.status == "failed":
         return f"{message} Plugin {plugin!r} is installed but failed to load: {info.error}"
     if info is not None and info.status == "disabled":
