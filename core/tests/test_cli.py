@@ -392,3 +392,24 @@ def test_doctor_fails_when_a_plugin_failed() -> None:
     assert result.exit_code == 1
     errors = json.loads(result.stdout)["plugin_errors"]
     assert len(errors) == 1 and "plugin 'lab'" in errors[0]
+
+
+def test_strict_mode_failure_is_a_clean_error(monkeypatch, capsys) -> None:
+    import selfsup.cli.main as cli_main
+    from selfsup.plugins import PluginLoadError
+
+    pm = PluginManager(load_entrypoints=False, strict=True)
+    pm.register(RaisingEncoders(), name="lab")
+    with pytest.raises(PluginLoadError, match="register_encoders raised ValueError"):
+        build_cli(pm)
+
+    def load():
+        raise PluginLoadError("plugin 'lab' (lab 1.0) failed to load: boom")
+
+    monkeypatch.setattr(cli_main, "_load_manager", load)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main(["list"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("plugin error: plugin 'lab' (lab 1.0) failed to load: boom")
+    assert "SELFSUP_STRICT_PLUGINS=1" in err and "Traceback" not in err
