@@ -115,6 +115,16 @@ def test_check_views() -> None:
     with pytest.raises(AssertionError, match="changes the batch size"):
         check_views(spec(ViewSpec, shrinking), torch.randn(4, 5))
 
+    def dict_in_place(**_):
+        def make(batch):
+            batch["x"][0] = 0.0
+            return [batch["x"]]
+
+        return make
+
+    with pytest.raises(AssertionError, match="modified its input"):
+        check_views(spec(ViewSpec, dict_in_place), {"x": torch.ones(4, 5)})
+
 
 def test_check_dataset() -> None:
     pairs = [(torch.randn(3), torch.tensor(i % 2)) for i in range(6)]
@@ -181,7 +191,6 @@ def test_selfsup_pm_is_process_wide_and_fresh(selfsup_pm, register_plugin) -> No
     info = register_plugin(One(), name="one")
     assert info.status == "active" and info.hooks == ["register_encoders"]
     assert selfsup.plugins.get_plugin_manager().get("encoder", "one:a").plugin == "one"
-
 
 
 def test_register_plugin_strict_raises(selfsup_pm, register_plugin) -> None:

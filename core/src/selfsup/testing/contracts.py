@@ -59,6 +59,21 @@ def _batch_size(x: Any) -> int | None:
     return None
 
 
+def _tensors(x: Any) -> list[Any]:
+    """Every tensor in a batch: a tensor, a list/tuple/dict of them, or a PyG-like batch."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, dict):
+        return [t for v in x.values() for t in _tensors(v)]
+    if isinstance(x, list | tuple):
+        return [t for v in x for t in _tensors(v)]
+    if callable(getattr(x, "to_dict", None)):
+        return _tensors(dict(x.to_dict()))
+    return []
+
+
 def _finite(name: str, t: Any) -> None:
     import torch
 
@@ -196,10 +211,13 @@ def check_views(spec: ComponentSpec, batch: Any, **params: Any) -> Any:
 
     maker = spec.create(**params)
     assert callable(maker), f"{spec.id}: build must return a callable view maker"
-    before = batch.clone() if isinstance(batch, torch.Tensor) else None
+    before = [t.clone() for t in _tensors(batch)]
     views = maker(batch)
-    if before is not None:
-        assert torch.equal(before, batch), f"{spec.id}: the view maker modified its input"
+    after = _tensors(batch)
+    unchanged = len(before) == len(after) and all(
+        a.shape == b.shape and torch.equal(a, b) for a, b in zip(before, after, strict=False)
+    )
+    assert unchanged, f"{spec.id}: the view maker modified its input"
     size = _batch_size(batch)
     if isinstance(views, dict):
         assert views, f"{spec.id}: returned an empty dict"
