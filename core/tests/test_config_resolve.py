@@ -149,7 +149,8 @@ def test_failed_plugin_is_named_in_unknown_id(selfsup_pm, register_plugin) -> No
         def register_encoders(self, register):
             raise RuntimeError("boom")
 
-    info = register_plugin(Broken(), name="broken")
+    with pytest.warns(RuntimeWarning, match="register_encoders raised RuntimeError: boom"):
+        info = register_plugin(Broken(), name="broken")
     assert info.status == "failed"
     cfg = load_config_text(CONFIG.replace("fake:enc", "broken:enc"), source="exp.yaml")
     with pytest.raises(ResolutionError) as exc:
