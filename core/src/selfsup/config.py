@@ -6,7 +6,8 @@ same way.
 
 An experiment has a base (``data``, ``encoder``, ``views``, ``objective``,
 ``routine``, ``evaluators``, ``train``), optional ``arms`` (each a partial override of
-the base, deep-merged) and an optional ``matrix`` (dotted key paths -> lists of
+the base, deep-merged; an arm that names a different component id replaces that
+component, parameters included) and an optional ``matrix`` (dotted key paths -> lists of
 values; the cartesian product is applied to every arm). Every resulting arm runs for
 every seed in ``seeds``; with ``baseline: true`` a ``random-init`` arm evaluates the
 untrained encoder of each distinct encoder/data pair.
@@ -217,6 +218,7 @@ class ExperimentConfig(_Strict):
         return value
 
 
+_COMPONENT_KEYS = ("data", "encoder", "views", "objective", "routine")
 _BASE_KEYS = ("data", "encoder", "views", "objective", "routine", "evaluators", "train")
 
 
@@ -332,10 +334,29 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any, where: str) -> 
         node[path[-1]] = value
 
 
+def _ref_id(node: Any) -> Any:
+    """The id of a component reference written as a bare id or a mapping."""
+    if isinstance(node, str):
+        return node
+    return node.get("id") if isinstance(node, Mapping) else None
+
+
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge an arm into the base; mappings merge recursively.
+
+    A component given with a different ``id`` replaces the base's instead: the base's
+    parameters belong to another factory.
+    """
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if (
+            key in _COMPONENT_KEYS
+            and isinstance(value, Mapping)
+            and "id" in value
+            and _ref_id(out.get(key)) not in (None, value["id"])
+        ):
+            out[key] = copy.deepcopy(dict(value))
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _deep_merge(dict(out[key]), value)
         elif isinstance(value, Mapping) and isinstance(out.get(key), str) and key != "train":
             out[key] = _deep_merge({"id": out[key]}, value)
