@@ -18,6 +18,7 @@ from selfsup import ObjectiveOutput, hookimpl
 from selfsup.config import ArmConfig, OptimizerConfig, ScheduleConfig, load_config_text
 from selfsup.engine import checkpoint as ckpt
 from selfsup.engine.context import RunContext
+from selfsup.engine.metrics import read_metrics
 from selfsup.engine.optim import LARS, build_optimizer, build_scheduler
 from selfsup.engine.results import ExperimentFailedError
 from selfsup.engine.runner import run_experiment
@@ -296,3 +297,34 @@ train: {{epochs: 4, batch_size: 32, device: cpu, progress: false}}
     assert state["epoch"] == 2 and state["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in state["encoder"].values())
     assert (tmp_path / "runs" / "nan" / "results.md").is_file()
+
+
+def test_max_steps_budget_checkpoints_and_stops_cleanly(tmp_path: Path) -> None:
+    pm = PluginManager(load_entrypoints=False)
+    pm.register(core_plugin, name="core")
+    pm.register(_TestPlugin(), name="test")
+    cfg = load_config_text(
+        f"""
+name: budget
+output_dir: {tmp_path / "runs"}
+baseline: false
+data: {{id: core:arrays, params: {{path: {_arrays(tmp_path)}}}}}
+encoder: {{id: core:mlp, params: {{in_dim: 6, widths: [16], embed_dim: 8}}}}
+views: core:noise-mask
+objective: {{id: test:nan-after, params: {{after: 1000}}}}
+train: {{epochs: 5, max_steps: 3, batch_size: 32, device: cpu, log_every: 1, clip_grad: 1.0,
+         progress: false}}
+"""
+    )
+    result = run_experiment(cfg, pm=pm, console=Console(file=io.StringIO()))
+    run = result.runs[0]
+    assert run["status"] == "ok" and run["steps"] == 3 and run["epochs"] == 1
+    run_dir = tmp_path / "runs" / "budget" / "nan-after" / "seed-0"
+    state = ckpt.load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["global_step"] == 3 and state["epoch"] == 1  # mid-epoch 2: 1 completed
+    assert state["scheduler"]["last_epoch"] == 3
+    steps = [r for r in read_metrics(run_dir / "metrics.jsonl") if "epoch" not in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all({"loss", "lr", "grad_norm", "gap"} <= r.keys() for r in steps)
+    # The cosine spans max_steps (3), not 5 epochs: step 3 uses 0.5 * (1 + cos(2 pi / 3)).
+    assert steps[0]["lr"] == pytest.approx(1e-3) and steps[2]["lr"] == pytest.approx(2.5e-4)

@@ -5,6 +5,8 @@ so that a seed gives the same order whatever the world size's bookkeeping), make
 views on the device, and steps through :class:`~selfsup.engine.step.TrainStepper`.
 Epochs end with mean metrics, throughput and an atomic checkpoint; a resumed run
 continues at the saved epoch (and skips the steps already done in a partial one).
+Each epoch reseeds the generators from (seed, epoch, rank): ranks draw different
+augmentations, and a resumed epoch replays exactly, whatever the world size.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from selfsup.engine.runtime import to_device
+from selfsup.engine.seeding import seed_epoch
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -110,6 +113,7 @@ class MiniBatch:
                 if self._stop(ctx, total):
                     break
                 sampler.set_epoch(epoch)
+                seed_epoch(ctx.seed, epoch, ctx.runtime.rank)
                 steps, stop, metrics = self._epoch(
                     ctx, loader, stepper, epoch, steps_per_epoch, total, skip, bar
                 )

@@ -224,12 +224,15 @@ def _run_one(
         write_config(run_dir / "config.yaml", arm, seed, experiment, source)
         write_environment(run_dir / "env.json", rt, pm)
         console.print(f"[bold cyan]{arm.name}[/bold cyan] seed {seed} on {rt.device}")
-    seed_everything(seed)
     key = yaml.safe_dump(arm.data.model_dump(), sort_keys=True)
     if key not in cache:
+        seed_everything(seed)
         with rt.main_first():
             cache[key] = _build(arm.data, specs["dataset"])
     data = cache[key]
+    # Seeded after the (cached) data: a run's initial weights do not depend on which
+    # run happened to load the data first (or on runs skipped by --resume).
+    seed_everything(seed)
     encoder = _build(arm.encoder, specs["encoder"]).to(rt.device)
     views = _build(arm.views, specs["views"]) if arm.views is not None else None
     if isinstance(views, nn.Module):

@@ -23,7 +23,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything"]
+__all__ = ["epoch_seed", "seed_epoch", "seed_everything"]
 
 
 def seed_everything(seed: int, strict: bool | None = None) -> None:
@@ -45,3 +45,24 @@ def seed_everything(seed: int, strict: bool | None = None) -> None:
     if strict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A well-mixed 63-bit seed for one (run seed, epoch, rank)."""
+    state = np.random.SeedSequence([seed % 2**32, epoch, rank]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Reseed Python, NumPy and torch at the start of an epoch, per rank.
+
+    Routines call this so that (1) every rank draws different augmentations (the
+    ranks share ``seed``, which must give them identical initial weights), and (2) an
+    epoch's randomness depends only on (seed, epoch, rank), so a run resumed from an
+    epoch-end checkpoint repeats exactly what the uninterrupted run would have done,
+    whatever the world size.
+    """
+    value = epoch_seed(seed, epoch, rank)
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
