@@ -236,6 +236,20 @@ def test_nan_loss_raises_with_a_clear_message(tmp_path: Path) -> None:
 def test_fp16_is_refused_on_cpu_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"fp16.*needs a GPU.*bf16"):
         Runtime.from_env("cpu", "fp16")
+    cfg = load_config_text(
+        f"""
+name: half
+output_dir: {tmp_path / "runs"}
+data: {{id: core:arrays, params: {{path: {_arrays(tmp_path)}}}}}
+encoder: {{id: core:mlp, params: {{in_dim: 6}}}}
+views: core:noise-mask
+objective: core:simclr
+train: {{device: cpu, precision: fp16}}
+"""
+    )
+    with pytest.raises(RuntimeError, match=r"train\.precision='fp16' needs a GPU"):
+        run_experiment(cfg, console=Console(file=io.StringIO()))
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 # --------------------------------------------------------------------------- NaN in a run
@@ -258,9 +272,32 @@ class NanAfter(Align):
 
 
 class _TestPlugin:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
     @hookimpl
     def register_objectives(self, register) -> None:
         register(ObjectiveSpec(name="nan-after", build=NanAfter))
+
+    @hookimpl
+    def run_started(self, run_dir, config, info) -> None:
+        self.events.append(("run_started", info["arm"], info["seed"], config["name"]))
+
+    @hookimpl
+    def step_finished(self, run_dir, step, metrics) -> None:
+        self.events.append(("step_finished", step))
+
+    @hookimpl
+    def epoch_finished(self, run_dir, epoch, metrics) -> None:
+        self.events.append(("epoch_finished", epoch, "items_per_s" in metrics))
+
+    @hookimpl
+    def checkpoint_saved(self, run_dir, path, epoch) -> None:
+        self.events.append(("checkpoint_saved", Path(path).name, epoch))
+
+    @hookimpl
+    def run_finished(self, run_dir, results) -> None:
+        self.events.append(("run_finished", results["status"], results["steps"]))
 
 
 def _arrays(tmp_path: Path, n: int = 120) -> Path:
@@ -302,7 +339,8 @@ train: {{epochs: 4, batch_size: 32, device: cpu, progress: false}}
 def test_max_steps_budget_checkpoints_and_stops_cleanly(tmp_path: Path) -> None:
     pm = PluginManager(load_entrypoints=False)
     pm.register(core_plugin, name="core")
-    pm.register(_TestPlugin(), name="test")
+    plugin = _TestPlugin()
+    pm.register(plugin, name="test")
     cfg = load_config_text(
         f"""
 name: budget
@@ -328,3 +366,13 @@ train: {{epochs: 5, max_steps: 3, batch_size: 32, device: cpu, log_every: 1, cli
     assert all({"loss", "lr", "grad_norm", "gap"} <= r.keys() for r in steps)
     # The cosine spans max_steps (3), not 5 epochs: step 3 uses 0.5 * (1 + cos(2 pi / 3)).
     assert steps[0]["lr"] == pytest.approx(1e-3) and steps[2]["lr"] == pytest.approx(2.5e-4)
+    assert plugin.events == [
+        ("run_started", "nan-after", 0, "nan-after"),
+        ("step_finished", 1),
+        ("step_finished", 2),
+        ("epoch_finished", 1, True),
+        ("checkpoint_saved", "last.pt", 1),
+        ("step_finished", 3),
+        ("checkpoint_saved", "last.pt", 1),
+        ("run_finished", "ok", 3),
+    ]

@@ -144,6 +144,33 @@ def run_experiment(
     arms = expand_arms(cfg, source=source)
     plans = [_plan(pm, arm, d) for arm, d in zip(arms, _dirnames(arms), strict=True)]
     had_group = dist.is_available() and dist.is_initialized()
+    try:
+        result, errors = _run_all(cfg, plans, pm, console, source, resume, progress)
+        if not errors and not had_group and dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank is done before the group goes away
+    finally:
+        if not had_group and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    if errors:
+        lines = [f"{r['arm']} seed {r['seed']}: {r.get('error', '')}" for r in result.failed]
+        raise ExperimentFailedError(
+            f"{len(result.failed)} of {len(result.runs)} run(s) failed; their results.json "
+            "say status 'failed' and their last good checkpoints are kept (continue with "
+            f"--resume). Summary: {result.output_dir / 'results.md'}. " + " | ".join(lines)
+        ) from errors[0]
+    return result
+
+
+def _run_all(
+    cfg: ExperimentConfig,
+    plans: list[_Plan],
+    pm: PluginManager,
+    console: Console,
+    source: str,
+    resume: bool,
+    progress: bool,
+) -> tuple[ExperimentResult, list[BaseException]]:
+    """Every (arm, seed) in order; returns the result and the failures' exceptions."""
     runtimes = {
         p.arm.name: Runtime.from_env(p.arm.train.device, p.arm.train.precision) for p in plans
     }
@@ -176,17 +203,7 @@ def run_experiment(
     if main:
         result.write()
         console.print(result.table())
-    if errors:
-        lines = [f"{r['arm']} seed {r['seed']}: {r.get('error', '')}" for r in result.failed]
-        raise ExperimentFailedError(
-            f"{len(result.failed)} of {len(runs)} run(s) failed; their results.json say "
-            f"status 'failed' and the last good checkpoints are kept. "
-            f"Summary: {exp_dir / 'results.md'}. " + " | ".join(lines)
-        ) from errors[0]
-    if not had_group and dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    return result
+    return result, errors
 
 
 def _refuse_existing(exp_dir: Path, plans: list[_Plan], seeds: list[int]) -> None:
