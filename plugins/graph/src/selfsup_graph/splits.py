@@ -2,9 +2,9 @@
 
 :class:`GraphSplits` keeps the whole (training) graph in ``train`` and the node ids of
 the labelled splits in ``meta["nodes"]``; ``val`` and ``test`` are :class:`NodeSplit`
-records of the same node ids (so "the dataset has a val split" reads naturally). Its :meth:`~GraphSplits.embed`
-runs the encoder on the whole graph (or, for graphs too large for one forward pass,
-on sampled neighbourhoods of the split's nodes) and returns the node embeddings and
+records of the same node ids (so "the dataset has a val split" reads naturally).
+Its :meth:`~GraphSplits.embed` runs the encoder on the whole graph (or, for graphs
+too large for one forward pass, on sampled neighbourhoods) and returns the node embeddings and
 labels of a split, so the core's frozen-feature evaluators (``core:linear-probe``,
 ``core:knn``, ``core:kmeans``) evaluate nodes unchanged.
 
@@ -60,7 +60,9 @@ class GraphSplits(DataSplits):
         embed_batch_size: Embed ``embed_batch_size`` nodes at a time from sampled
             neighbourhoods instead of one full-graph pass (for very large graphs).
         embed_num_neighbors: Neighbours per hop for sampled embedding (``-1``: all),
-            one entry per encoder layer.
+            one entry per encoder layer. With every neighbour, sampled embeddings equal
+            the full-graph ones for GAT and GIN; GCN's degree normalisation sees the
+            border nodes' sampled degrees, a small approximation.
     """
 
     def __init__(

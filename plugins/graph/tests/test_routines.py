@@ -1,0 +1,127 @@
+"""Graph routines through the run context: epochs, checkpoints, exact resume, NaN stop, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from rich.console import Console
+from selfsup.config import ArmConfig, ComponentRef, TrainConfig, load_config_text
+from selfsup.engine.checkpoint import load_checkpoint
+from selfsup.engine.context import NonFiniteLossError, RunContext
+from selfsup.engine.runner import run_experiment
+from selfsup.engine.runtime import Runtime
+from selfsup_graph.datasets import karate
+from selfsup_graph.encoders import GAT
+from selfsup_graph.objectives.graphmae import GraphMAE
+from selfsup_graph.routines import FullBatch, NeighborBatch
+from selfsup_graph.views import DropEdgeMaskFeature
+
+
+def _ctx(tmp_path: Path, data: Any, routine: str, seed: int = 0, **train: Any) -> RunContext:
+    arm = ArmConfig(
+        name="t",
+        data=ComponentRef(id="graph:karate"),
+        encoder=ComponentRef(id="graph:gat"),
+        views=ComponentRef(id="core:identity"),
+        objective=ComponentRef(id="graph:graphmae"),
+        routine=ComponentRef(id=routine),
+        train=TrainConfig(device="cpu", progress=False, schedule={"name": "constant"}, **train),
+    )
+    torch.manual_seed(seed)
+    encoder = GAT(in_dim=34, hidden_dim=16, heads=2, dropout=0.2, attn_dropout=0.1)
+    objective = GraphMAE(embed_dim=16, in_dim=34)
+    return RunContext(
+        arm=arm,
+        seed=seed,
+        run_dir=tmp_path,
+        runtime=Runtime(device=torch.device("cpu")),
+        encoder=encoder,
+        objective=objective,
+        views=lambda g: [g],
+        data=data,
+    )
+
+
+def _weights(ctx: RunContext) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in ctx.parameters()]
+
+
+def test_full_batch_trains_checkpoints_and_resumes_exactly(tmp_path: Path) -> None:
+    data = karate()
+    ctx = _ctx(tmp_path / "a", data, "graph:full-batch", epochs=6, checkpoint_every=2)
+    FullBatch().fit(ctx)
+    full = _weights(ctx)
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines if "epoch" in r] == [1, 2, 3, 4, 5, 6]
+    assert load_checkpoint(ctx.checkpoint_path)["epoch"] == 6 and ctx.global_step == 6
+
+    # an interrupted run: the step budget stops it after 3 epochs, with a checkpoint
+    part = _ctx(tmp_path / "b", data, "graph:full-batch", epochs=6, max_steps=3)
+    FullBatch().fit(part)
+    state = load_checkpoint(part.checkpoint_path)
+    assert state["epoch"] == 3
+    resumed = _ctx(tmp_path / "b", data, "graph:full-batch", seed=0, epochs=6)
+    resumed.resume_state = state
+    torch.manual_seed(123)  # resumption must not depend on the current RNG
+    FullBatch().fit(resumed)
+    assert resumed.global_step == 6
+    for a, b in zip(full, _weights(resumed), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_non_finite_loss_stops_the_run(tmp_path: Path) -> None:
+    data = karate()
+    data.train.x = data.train.x.clone()
+    data.train.x[0, 0] = float("nan")
+    ctx = _ctx(tmp_path, data, "graph:full-batch", epochs=3)
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        FullBatch().fit(ctx)
+    assert not ctx.checkpoint_path.exists()
+
+
+def test_neighbor_routine_steps_over_seed_batches(tmp_path: Path) -> None:
+    data = karate()
+    ctx = _ctx(tmp_path, data, "graph:neighbor", epochs=2, batch_size=8)
+    NeighborBatch(num_neighbors=[3, 3]).fit(ctx)
+    assert ctx.global_step == 2 * 5  # 34 nodes in batches of 8
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in lines if "epoch" in r]
+    assert len(epochs) == 2 and all(0 < r["masked_nodes"] <= 8 for r in epochs)
+    with pytest.raises(ValueError, match="seed_nodes"):
+        NeighborBatch(seed_nodes="some")
+
+
+def test_experiment_end_to_end_with_grace_and_link_prediction(tmp_path: Path) -> None:
+    cfg = load_config_text(
+        f"""
+name: karate-grace
+output_dir: {tmp_path}
+seeds: [0, 1]
+data: {{id: graph:karate, params: {{holdout_edges: 0.2}}}}
+encoder: {{id: graph:gcn, params: {{in_dim: 34, hidden_dim: 16}}}}
+views: graph:drop-edge-mask-feature
+objective: {{id: graph:grace, params: {{proj_dim: 16}}}}
+routine: graph:full-batch
+evaluators: [core:linear-probe, core:kmeans, graph:link-prediction]
+train: {{epochs: 5, device: cpu, optimizer: {{name: adam, lr: 0.01}}}}
+"""
+    )
+    result = run_experiment(cfg, console=Console(file=io.StringIO()), progress=False)
+    assert not result.failed and len(result.runs) == 4  # grace + random-init, 2 seeds
+    metrics = result.runs[0]["metrics"]
+    for key in ("linear_acc", "kmeans_nmi", "link_auc", "link_ap"):
+        assert key in metrics, metrics
+    assert (tmp_path / "karate-grace" / "grace" / "seed-0" / "checkpoints" / "last.pt").exists()
+
+
+def test_views_never_modify_the_graph() -> None:
+    g = karate().train
+    x, e = g.x.clone(), g.edge_index.clone()
+    v1, v2 = DropEdgeMaskFeature(edge_drop=0.5, feature_mask=0.5)(g)
+    assert torch.equal(g.x, x) and torch.equal(g.edge_index, e)
+    assert v1.edge_index.size(1) < e.size(1) and (v2.x == 0).all(0).any()
