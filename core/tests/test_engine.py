@@ -228,7 +228,9 @@ def test_nan_loss_raises_with_a_clear_message(tmp_path: Path) -> None:
         stepper.step([bad, x])
     msg = str(info.value)
     assert "step 2" in msg and "arm 't'" in msg and "seed 0" in msg
-    assert str(ctx.checkpoint_path) in msg and "clip_grad" in msg and "fp32" in msg
+    # No checkpoint exists yet: the message must not claim one is kept.
+    assert "no checkpoint had been written yet" in msg and str(ctx.checkpoint_path) not in msg
+    assert "clip_grad" in msg and "fp32" in msg
     assert torch.equal(ctx.encoder.blocks[0][0].weight, weights)  # no update after the NaN
     assert ctx.global_step == 1
 

@@ -82,10 +82,16 @@ class TrainStepper:
 
     def _raise_non_finite(self, value: float) -> None:
         ctx = self.ctx
+        kept = (
+            f"the last good checkpoint is kept at {ctx.checkpoint_path}"
+            if ctx.checkpoint_path.is_file()
+            else "no checkpoint had been written yet (the first is written at the end of "
+            "epoch train.checkpoint_every)"
+        )
         raise NonFiniteLossError(
             f"the loss became {value} at step {ctx.global_step + 1} of arm {ctx.arm.name!r}, "
-            f"seed {ctx.seed}; training stopped and the last good checkpoint is kept at "
-            f"{ctx.checkpoint_path}. Try a lower learning rate (train.optimizer.lr, now "
+            f"seed {ctx.seed}; training stopped and {kept}. "
+            f"Try a lower learning rate (train.optimizer.lr, now "
             f"{ctx.train.optimizer.lr}), precision fp32 or bf16 instead of fp16 (now "
             f"{ctx.runtime.precision}), or gradient clipping (train.clip_grad=1.0, now "
             f"{ctx.train.clip_grad})."
