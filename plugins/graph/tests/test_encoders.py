@@ -106,3 +106,22 @@ def test_wrong_feature_width_names_the_fix(random_graph) -> None:
         GCN(in_dim=5)(random_graph(f=8))
     with pytest.raises(TypeError, match="torch_geometric Data"):
         GCN(in_dim=5)(torch.randn(3, 5))
+
+
+def test_gcn_layer_sparse_input_matches_pyg_gcnconv() -> None:
+    from torch_geometric.nn import GCNConv
+
+    from selfsup_graph.encoders import GCNLayer, sparse_input
+
+    torch.manual_seed(0)
+    x = (torch.rand(400, 300) < 0.02).float()  # bag-of-words-like
+    edges = torch.randint(0, 400, (2, 2000))
+    assert sparse_input(x) and not sparse_input(x.requires_grad_(True))
+    x = x.detach()
+    ours, ref = GCNLayer(300, 16), GCNConv(300, 16)
+    ref.load_state_dict(ours.state_dict())
+    out, want = ours(x, edges), ref(x, edges)
+    assert torch.allclose(out, want, atol=1e-6)
+    out.pow(2).sum().backward()
+    want.pow(2).sum().backward()
+    assert torch.allclose(ours.lin.weight.grad, ref.lin.weight.grad, atol=1e-5)
