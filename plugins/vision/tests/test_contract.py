@@ -23,6 +23,7 @@ ENCODER_PARAMS: dict[str, dict[str, Any]] = {
     "vision:resnet-small": {"arch": "resnet18", "model_kwargs": {"layers": [1, 1, 1, 1]}},
     "vision:vit-tiny": {"img_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2},
     "vision:small-cnn": {"in_chans": 3, "width": 8},
+    "vision:pixels": {"in_chans": 3, "size": 16},
 }
 VIEW_PARAMS: dict[str, dict[str, Any]] = {
     "vision:multicrop": {"n_local": 2, "local_size": 8},

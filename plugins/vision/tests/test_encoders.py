@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from selfsup_vision.encoders import SmallCNN
+from selfsup_vision.encoders import Pixels, SmallCNN
 from selfsup_vision.timm_encoders import ResNetSmall, TimmEncoder, ViTTiny
 
 
@@ -108,3 +108,10 @@ def test_bad_weights_files(tmp_path) -> None:
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="not a state dict"):
         TimmEncoder("resnet10t", weights=str(tmp_path / "list.pt"))
+
+
+def test_pixels_baseline(gray_batch) -> None:
+    enc = Pixels(size=28, in_chans=1, mean=0.0, std=1.0)
+    assert enc.embed_dim == 784 and not list(enc.parameters())
+    assert torch.allclose(enc(gray_batch).pooled, gray_batch.flatten(1).float() / 255)
+    assert Pixels(size=14)(gray_batch).pooled.shape == (6, 196)  # resized

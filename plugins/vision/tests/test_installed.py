@@ -9,7 +9,13 @@ import sys
 from selfsup.plugins import PluginManager
 
 EXPECTED = {
-    "encoder": {"vision:timm", "vision:resnet-small", "vision:vit-tiny", "vision:small-cnn"},
+    "encoder": {
+        "vision:timm",
+        "vision:resnet-small",
+        "vision:vit-tiny",
+        "vision:small-cnn",
+        "vision:pixels",
+    },
     "views": {"vision:simclr", "vision:byol", "vision:multicrop", "vision:mae-mask"},
     "objective": {"vision:mae"},
     "dataset": {"vision:digits", "vision:fashion-mnist", "vision:image-folder"},

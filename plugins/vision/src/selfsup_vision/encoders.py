@@ -19,7 +19,7 @@ import torch
 from selfsup.interfaces import Encoder, EncoderOutput
 from torch import Tensor, nn
 
-__all__ = ["ImageEncoder", "SmallCNN", "default_stats", "to_unit_float"]
+__all__ = ["ImageEncoder", "Pixels", "SmallCNN", "default_stats", "to_unit_float"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -193,3 +193,44 @@ class SmallCNN(ImageEncoder):
         pooled = fmap.mean(dim=(2, 3))
         tokens = fmap.flatten(2).transpose(1, 2)
         return EncoderOutput(pooled=pooled, tokens=tokens)
+
+
+class Pixels(ImageEncoder):
+    """Raw pixels as the embedding: the normalised image, flattened (a baseline).
+
+    Has no parameters, so "pretraining" it is meaningless; use it in an arm without an
+    objective to get the raw-pixel linear-probe or kNN baseline.
+
+    Args:
+        size: Image side in pixels (``embed_dim = in_chans * size * size``); inputs of
+            another size are resized (bilinear, antialiased).
+        in_chans: Channels.
+        mean: Normalisation mean.
+        std: Normalisation std.
+
+    Example:
+        >>> Pixels(size=8)(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).pooled.shape
+        torch.Size([2, 64])
+    """
+
+    def __init__(
+        self,
+        size: int = 28,
+        in_chans: int = 1,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(in_chans, mean, std)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size={size!r} must be a positive integer (pixels)")
+        self.size = size
+        self.embed_dim = in_chans * size * size
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        """The flattened, normalised pixels ``[B, in_chans * size * size]``."""
+        x = self.prepare(x)
+        if tuple(x.shape[-2:]) != (self.size, self.size):
+            x = torch.nn.functional.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", antialias=True
+            )
+        return EncoderOutput(pooled=x.flatten(1))

@@ -42,6 +42,12 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
             "4-stage CNN, ~0.39M parameters: fast enough to pretrain on a CPU.",
             ("cnn",),
         ),
+        (
+            "pixels",
+            f"{_PKG}.encoders:Pixels",
+            "Raw pixels, normalised and flattened: the no-learning baseline.",
+            ("baseline",),
+        ),
     ]:
         register(EncoderSpec(name=name, build=ref, description=desc, modality="image", tags=tags))
 
