@@ -9,7 +9,8 @@ own parameters and weight. The combined loss is either
   shared (encoder) parameters are combined with the convex weights ``alpha`` that
   minimise ``|| sum_t alpha_t g_t ||^2`` (a Frank-Wolfe min-norm solver), a common
   descent direction towards a Pareto-stationary point. Task ``weight`` then scales
-  each loss before the solver. The task heads get their own task's gradient.
+  each loss before the solver. Each task's head gets its own task's gradient, scaled
+  by that task's ``alpha``.
 
 Every task receives the same views (use ``core:identity``: GRACE then makes its two
 views itself). In a distributed run, MGDA's weights are computed from each rank's
