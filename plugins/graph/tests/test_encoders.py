@@ -109,9 +109,8 @@ def test_wrong_feature_width_names_the_fix(random_graph) -> None:
 
 
 def test_gcn_layer_sparse_input_matches_pyg_gcnconv() -> None:
+    from selfsup_graph.layers import GCNLayer, sparse_input
     from torch_geometric.nn import GCNConv
-
-    from selfsup_graph.encoders import GCNLayer, sparse_input
 
     torch.manual_seed(0)
     x = (torch.rand(400, 300) < 0.02).float()  # bag-of-words-like
