@@ -143,7 +143,9 @@ def test_logistic_regression_solves_sklearns_problem(digits):
     x, y = digits
     xs = standardize(torch.tensor(x[:1000], dtype=torch.float32))[0]
     wd = 1e-3
-    weight, bias = fit_logistic_regression(xs, torch.tensor(y[:1000]), 10, wd)
+    weight, bias = fit_logistic_regression(
+        xs, torch.tensor(y[:1000]), 10, wd, max_iter=1000, tol=1e-7
+    )
     ref = LogisticRegression(C=1.0 / (wd * 1000), tol=1e-8, max_iter=5000).fit(xs.numpy(), y[:1000])
     assert np.abs(weight.T.numpy() - ref.coef_).max() < 5e-3
     # sklearn's intercepts are only defined up to a common shift (softmax invariance)

@@ -52,8 +52,8 @@ def fit_logistic_regression(
     y: Tensor,
     num_classes: int,
     weight_decay: float,
-    max_iter: int = 500,
-    tol: float = 1e-6,
+    max_iter: int = 200,
+    tol: float = 1e-4,
     init: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Fit multinomial logistic regression with full-batch L-BFGS.
@@ -118,7 +118,9 @@ class LinearProbe:
         weight_decays: The log grid of L2 strengths searched on validation data
             (a single number fixes it; ``0`` means no penalty).
         max_iter: Maximum L-BFGS iterations per fit.
-        tol: Gradient tolerance of L-BFGS.
+        tol: Stop a fit when the largest gradient entry of the (mean) loss falls below
+            this (scikit-learn's default). Tighter values cost time but, on digits and
+            Fashion-MNIST, change no accuracy: float32 gradients rarely get below 1e-5.
         val_fraction: Fraction of ``train`` carved out (stratified, seeded) for
             validation when the dataset has no usable ``val`` split.
         refit_on_val: Refit the chosen probe on ``train`` + the dataset's ``val``
@@ -133,8 +135,8 @@ class LinearProbe:
     def __init__(
         self,
         weight_decays: Sequence[float] | float = DEFAULT_WEIGHT_DECAYS,
-        max_iter: int = 500,
-        tol: float = 1e-6,
+        max_iter: int = 200,
+        tol: float = 1e-4,
         val_fraction: float = 0.1,
         refit_on_val: bool = False,
     ) -> None:
