@@ -94,7 +94,7 @@ def graphmae_cora(threads: int, epochs: int = 30) -> dict[str, Any]:
     }
 
 
-def neighbor_synthetic(threads: int = 2) -> dict[str, Any]:
+def neighbor_synthetic(threads: int = 2, nodes: int = 50_000) -> dict[str, Any]:
     from selfsup_graph.sampling import NeighborSampler, SeedLoader
     from torch_geometric.datasets import FakeDataset
 
@@ -103,7 +103,7 @@ def neighbor_synthetic(threads: int = 2) -> dict[str, Any]:
     start = time.perf_counter()
     graph = FakeDataset(
         num_graphs=1,
-        avg_num_nodes=50_000,
+        avg_num_nodes=nodes,
         avg_degree=12,
         num_channels=64,
         num_classes=10,
@@ -150,6 +150,13 @@ def neighbor_synthetic(threads: int = 2) -> dict[str, Any]:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Graph routine speed (seconds per epoch).")
+    parser.add_argument("--epochs", type=int, default=30, help="timed Cora epochs (+5 warm-up)")
+    parser.add_argument("--nodes", type=int, default=50_000, help="synthetic graph nodes")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
     load = os.getloadavg()[0]
     out: dict[str, Any] = {
         "machine": {
@@ -158,12 +165,15 @@ def main() -> None:
             "torch": torch.__version__,
             "load_avg_1min_at_start": load,
         },
-        "graphmae_cora_full_batch": [graphmae_cora(1), graphmae_cora(2)],
-        "graphmae_neighbor_synthetic": neighbor_synthetic(1),
+        "graphmae_cora_full_batch": [
+            graphmae_cora(1, args.epochs + 5),
+            graphmae_cora(2, args.epochs + 5),
+        ],
+        "graphmae_neighbor_synthetic": neighbor_synthetic(1, args.nodes),
         "gpu": "not measured: no GPU here",
     }
     out["machine"]["load_avg_1min_at_end"] = os.getloadavg()[0]
-    results = ROOT / "benchmarks" / "results"
+    results = Path(args.out)
     results.mkdir(parents=True, exist_ok=True)
     (results / "graph_speed.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = ["| benchmark | threads | s/epoch | notes |", "|---|---|---|---|"]
