@@ -80,15 +80,13 @@ def crop_boxes(
     first = torch.argmax(ok.int(), dim=1, keepdim=True)  # first fitting try (0 if none)
     w = w.gather(1, first).squeeze(1)
     h = h.gather(1, first).squeeze(1)
+    # Fallback (no try fitted): the whole image, its aspect ratio clipped into ``ratio``.
+    # Computed unconditionally: no host-device synchronisation on a GPU.
     none = ~ok.any(dim=1)
-    if bool(none.any()):
-        # Fallback: the whole image, with the aspect ratio clipped into ``ratio``.
-        r_img = torch.full_like(w, aspect)
-        r_fb = r_img.clamp(ratio[0], ratio[1]) / aspect
-        w_fb = torch.where(r_fb < 1.0, r_fb, torch.ones_like(r_fb))
-        h_fb = torch.where(r_fb < 1.0, torch.ones_like(r_fb), 1.0 / r_fb)
-        w = torch.where(none, w_fb, w)
-        h = torch.where(none, h_fb, h)
+    r_fb = min(max(aspect, ratio[0]), ratio[1]) / aspect
+    w_fb, h_fb = (r_fb, 1.0) if r_fb < 1.0 else (1.0, 1.0 / r_fb)
+    w = torch.where(none, torch.full_like(w, w_fb), w)
+    h = torch.where(none, torch.full_like(h, h_fb), h)
     return w, h
 
 
@@ -207,9 +205,9 @@ def color_jitter(
     """
     b, c = x.shape[:2]
     dev = x.device
-    apply = _coin(b, p, dev)
-    if not bool(apply.any()):
+    if p <= 0:
         return x
+    apply = _coin(b, p, dev)
     out = x
     for op in torch.randperm(4).tolist():
         if op == 0 and brightness > 0:
@@ -252,8 +250,6 @@ def gaussian_blur(
     b, c, h, w = x.shape
     dev = x.device
     apply = _coin(b, p, dev)
-    if not bool(apply.any()):
-        return x
     k = max(3, round(kernel_frac * min(h, w)) | 1)
     s = _uniform(b, sigma[0], sigma[1], dev).to(x.dtype)
     r = torch.arange(k, device=dev, dtype=x.dtype) - (k - 1) / 2
