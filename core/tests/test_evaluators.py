@@ -131,6 +131,8 @@ def test_linear_probe_carves_validation_and_reports_on_val(digits):
     x, y = digits
     no_val = LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False), CPU, seed=1)
     assert no_val["linear_acc"] >= 0.93
+    full_grid = LinearProbe(patience=None).evaluate(Flatten(), make_splits(x, y, val=False), CPU, 1)
+    assert full_grid == no_val  # stopping the grid walk early lost nothing here
     no_test = LinearProbe().evaluate(Flatten(), make_splits(x, y, test=False), CPU, seed=1)
     assert "linear_acc" not in no_test and no_test["linear_acc_on_val"] >= 0.93
     with pytest.raises(ValueError, match="held-out split"):
@@ -275,6 +277,7 @@ def test_nan_embeddings_are_reported(digits):
         (LinearProbe, {"weight_decays": [-1.0]}, "weight_decays entry"),
         (LinearProbe, {"max_iter": 0}, "max_iter=0"),
         (LinearProbe, {"val_fraction": 1.5}, "val_fraction"),
+        (LinearProbe, {"patience": 0}, "patience=0"),
         (KNN, {"k": 0}, "k=0"),
         (KNN, {"k_grid": []}, "k_grid"),
         (KNN, {"temperature": 0}, "temperature"),
