@@ -59,6 +59,21 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "std": std, "n": len(values)}
 
 
+def _epoch_seconds(metrics: Path) -> float:
+    """Training wall time of a run: the sum of its epochs' times (last record per epoch).
+
+    Robust to resumption (a resumed run's ``train_time_s`` only covers its last part).
+    """
+    if not metrics.is_file():
+        return 0.0
+    per_epoch: dict[int, float] = {}
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if "epoch" in row and "epoch_time_s" in row:
+            per_epoch[int(row["epoch"])] = float(row["epoch_time_s"])
+    return sum(per_epoch.values())
+
+
 def collect(runs_dir: Path) -> dict[str, Any]:
     """Per experiment and arm: accuracy mean ± std over seeds and wall time per run."""
     table: dict[str, Any] = {}
@@ -81,7 +96,7 @@ def collect(runs_dir: Path) -> dict[str, Any]:
             )
             row["seeds"].append(run["seed"])
             row["acc"].append(run["metrics"]["linear_acc"])
-            row["train_time_s"].append(run.get("train_time_s", 0.0))
+            row["train_time_s"].append(_epoch_seconds(res.parent / "metrics.jsonl"))
             row["eval_time_s"].append(run.get("eval_time_s", 0.0))
     for key, row in table.items():
         row["linear_acc"] = _stats(row["acc"])
