@@ -164,6 +164,20 @@ def test_check_evaluator() -> None:
         check_evaluator(spec(EvaluatorSpec, Const), Flat(), data, value=float("inf"))
 
 
+def test_check_evaluator_passes_views_to_evaluators_that_take_them() -> None:
+    class Pairs:
+        def evaluate(self, encoder, data, runtime, seed=0, views=None):
+            assert views is not None, "views were not passed"
+            a, b = views(torch.ones(2, 12))
+            return {"gap": float((a - b).abs().sum())}
+
+    def jitter(x):
+        return [x, x + 1.0]
+
+    data = DataSplits(train=[(torch.randn(12), 0)])
+    assert check_evaluator(spec(EvaluatorSpec, Pairs), Flat(), data, views=jitter) == {"gap": 24.0}
+
+
 def test_contract_cases_lists_one_plugins_specs(selfsup_pm, register_plugin) -> None:
     class Two:
         @hookimpl

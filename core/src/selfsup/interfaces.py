@@ -34,6 +34,7 @@ __all__ = [
     "ObjectiveOutput",
     "Routine",
     "ViewMaker",
+    "call_evaluator",
 ]
 
 
@@ -163,6 +164,27 @@ class Evaluator(Protocol):
     ) -> dict[str, float]:
         """Return named metrics."""
         ...
+
+
+def call_evaluator(
+    evaluator: Evaluator,
+    encoder: nn.Module,
+    data: DataSplits,
+    runtime: Runtime,
+    seed: int = 0,
+    views: ViewMaker | None = None,
+) -> dict[str, float]:
+    """Run ``evaluator.evaluate``, passing ``views=`` when its signature accepts it.
+
+    Evaluators that need positive pairs (alignment/uniformity) declare a ``views``
+    parameter and receive the arm's view maker; the others never see it.
+    """
+    import inspect
+
+    kwargs: dict[str, Any] = {"seed": seed}
+    if "views" in inspect.signature(evaluator.evaluate).parameters:
+        kwargs["views"] = views
+    return evaluator.evaluate(encoder, data, runtime, **kwargs)
 
 
 @runtime_checkable

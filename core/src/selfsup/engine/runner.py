@@ -18,7 +18,6 @@ seeds per arm). Under ``torchrun`` every rank trains and evaluates; rank 0 write
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import time
@@ -43,7 +42,7 @@ from selfsup.engine.results import ExperimentFailedError, ExperimentResult, writ
 from selfsup.engine.runinfo import safe_dir_name, write_config, write_environment
 from selfsup.engine.runtime import Runtime
 from selfsup.engine.seeding import seed_everything
-from selfsup.interfaces import DataSplits
+from selfsup.interfaces import DataSplits, call_evaluator
 from selfsup.plugins import PluginManager, get_plugin_manager
 from selfsup.specs import ComponentSpec
 
@@ -316,10 +315,7 @@ def _evaluate(
     encoder.eval()
     for ref, spec in plan.evaluators:
         evaluator = _build(ref, spec)
-        kwargs: dict[str, Any] = {"seed": seed}
-        if "views" in inspect.signature(evaluator.evaluate).parameters:
-            kwargs["views"] = views
-        out = evaluator.evaluate(encoder, data, rt, **kwargs)
+        out = call_evaluator(evaluator, encoder, data, rt, seed=seed, views=views)
         for name, value in out.items():
             key = name if name not in metrics else f"{spec.name}/{name}"
             metrics[key] = float(value)

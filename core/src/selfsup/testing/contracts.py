@@ -266,17 +266,22 @@ def check_dataset(spec: ComponentSpec, **params: Any) -> Any:
 
 
 def check_evaluator(
-    spec: ComponentSpec, encoder: Any, data: Any, seed: int = 0, **params: Any
+    spec: ComponentSpec, encoder: Any, data: Any, seed: int = 0, views: Any = None, **params: Any
 ) -> dict[str, float]:
-    """Build an evaluator, run it on CPU and check it returns finite named floats."""
+    """Build an evaluator, run it on CPU and check it returns finite named floats.
+
+    ``views`` (a view maker) is passed to evaluators that take one, as the runner does.
+    """
     import torch
 
     from selfsup.engine.runtime import Runtime
+    from selfsup.interfaces import call_evaluator
 
     evaluator = spec.create(**params)
     assert hasattr(evaluator, "evaluate"), f"{spec.id}: build must return an Evaluator"
     encoder.eval()
-    metrics = evaluator.evaluate(encoder, data, Runtime(device=torch.device("cpu")), seed=seed)
+    runtime = Runtime(device=torch.device("cpu"))
+    metrics = call_evaluator(evaluator, encoder, data, runtime, seed=seed, views=views)
     assert isinstance(metrics, dict) and metrics, f"{spec.id}: evaluate must return a dict"
     for key, value in metrics.items():
         assert isinstance(key, str), f"{spec.id}: metric names must be str"
