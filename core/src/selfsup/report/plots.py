@@ -69,18 +69,27 @@ def plot_curves(runs: list[RunRecord], out_dir: Path, kind: str) -> Path | None:
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False, layout="tight"
+        rows, cols, figsize=(4.5 * cols, 3.2 * rows + 0.6), squeeze=False, layout="constrained"
     )
+    # One colour per run across every panel (a metric logged by only some runs must not
+    # restart the colour cycle), and one legend for the figure.
+    labels = sorted({label for series in curves.values() for label in series})
+    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colour = {label: palette(i % palette.N) for i, label in enumerate(labels)}
     for ax, key in zip(axes.flat, keys, strict=False):
         for label, (xs, ys) in sorted(curves[key].items()):
-            ax.plot(xs, ys, label=label, marker="o" if kind == "epoch" and len(xs) < 30 else None)
+            marker = "o" if kind == "epoch" and len(xs) < 30 else None
+            ax.plot(xs, ys, label=label, color=colour[label], marker=marker)
         ax.set_title(key)
         ax.set_xlabel(kind)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize="small")
+    handles = [plt.Line2D([], [], color=colour[label], marker="o", label=label) for label in labels]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small"
+    )
     fig.suptitle(f"training curves (per {kind})")
     try:
         return _save(fig, out_dir / f"curves_{kind}s.png")
