@@ -183,7 +183,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(CONFIG))
     ap.add_argument("--budget-s", type=float, default=1800.0, help="training seconds per arm")
     ap.add_argument("--epochs", type=int, default=None, help="fixed epochs (no calibration)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (0: torch default)"
+    )
     ap.add_argument("--output-dir", default="runs", help="where the run directories go")
     ap.add_argument("--tag", default="", help="suffix of the result files (short checks)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
