@@ -80,14 +80,14 @@ def test_dataset_contract(spec, tmp_path, request) -> None:
     data = check_dataset(spec, **params)
     x, _ = data.train[0]
     assert x.dtype == torch.uint8 and x.ndim == 3
-    encoder = selfsup_pm_encoder(x.shape[0])
+    encoder = _tiny_encoder(x.shape[0])
     feats, labels = data.embed(encoder, "train", Runtime(device=torch.device("cpu")))
     assert feats.shape == (len(data.train), encoder.embed_dim) and labels.shape == (
         len(data.train),
     )
 
 
-def selfsup_pm_encoder(in_chans: int) -> Any:
+def _tiny_encoder(in_chans: int) -> Any:
     from selfsup_vision.encoders import SmallCNN
 
     return SmallCNN(in_chans=in_chans, width=4)
