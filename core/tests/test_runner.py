@@ -134,6 +134,20 @@ def test_baseline_arm_exists_and_arm_names_are_safe_paths(digits_npz: Path) -> N
     assert safe_dir_name("a/b c") == "a_b_c" and safe_dir_name("..") == "arm"
 
 
+def test_train_threads_sets_torch_threads(
+    tmp_path: Path, digits_npz: Path, one_thread: None
+) -> None:
+    from selfsup.config import ConfigError
+
+    text = _config(digits_npz, tmp_path, seeds="[0]", baseline="false")
+    text = text.replace("  epochs: 8\n", "  epochs: 1\n  threads: 2\n")
+    assert torch.get_num_threads() == 1  # the fixture's setting (restored after the test)
+    run_experiment(load_config_text(text), console=Console(file=io.StringIO()), progress=False)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ConfigError, match=r"train\.threads"):
+        load_config_text(text.replace("threads: 2", "threads: 0"))
+
+
 @pytest.mark.heavy
 @pytest.mark.distributed
 def test_ddp_two_processes_on_gloo(tmp_path: Path, digits_npz: Path) -> None:

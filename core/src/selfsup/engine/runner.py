@@ -240,6 +240,8 @@ def _run_one(
         write_config(run_dir / "config.yaml", arm, seed, experiment, source)
         write_environment(run_dir / "env.json", rt, pm)
         console.print(f"[bold cyan]{arm.name}[/bold cyan] seed {seed} on {rt.device}")
+    if arm.train.threads is not None:
+        torch.set_num_threads(arm.train.threads)
     key = yaml.safe_dump(arm.data.model_dump(), sort_keys=True)
     if key not in cache:
         seed_everything(seed)
