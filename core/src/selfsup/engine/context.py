@@ -1,19 +1,21 @@
 """The run context a routine trains with: components, runtime and run-directory helpers.
 
 Every routine (the core mini-batch loop, a plugin's full-graph loop) gets one
-:class:`RunContext` and uses the same helpers, so that checkpoints, resumption,
-metrics, NaN handling and events behave identically across modalities::
+:class:`RunContext`. Most routines only say where their micro-batches come from and
+hand them to the shared epoch loop, so that checkpoints, resumption, budgets, metrics,
+NaN handling and events behave identically across modalities::
+
+    from selfsup.engine.loop import train_epochs
 
     def fit(self, ctx):
-        model = ctx.wrap_model()                       # DDP when distributed
-        optimizer = ctx.make_optimizer()
-        scheduler = ctx.make_scheduler(optimizer, steps_per_epoch)
-        stepper = ctx.make_stepper(model, optimizer, scheduler)
-        start_epoch = ctx.restore(optimizer, scheduler, stepper.scaler)
-        for epoch in range(start_epoch, ctx.train.epochs):
-            for batch in ...:
-                out = stepper.step(views)              # autocast, accumulation, clipping
-            ctx.end_epoch(epoch + 1, optimizer, scheduler, stepper.scaler, totals)
+        def batches(epoch):                    # (input for ctx.views, item count) pairs
+            for graph in my_sampler(epoch):
+                yield graph.to(ctx.runtime.device), graph.num_nodes
+        train_epochs(ctx, steps_per_epoch, batches)
+
+A routine that needs its own loop uses the same helpers that ``train_epochs`` uses:
+``wrap_model``, ``make_optimizer``, ``make_scheduler``, ``make_stepper``, ``restore``,
+``end_epoch``, ``save_checkpoint`` and ``out_of_budget``.
 """
 
 from __future__ import annotations

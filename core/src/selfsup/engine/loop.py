@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from selfsup.engine.context import RunContext
 
-__all__ = ["MiniBatch"]
+__all__ = ["MiniBatch", "train_epochs"]
 
 
 class MiniBatch:
@@ -85,9 +85,6 @@ class MiniBatch:
             ValueError: The train split is too small for one optimiser step.
             NonFiniteLossError: The loss became NaN/inf (nothing is saved after it).
         """
-        attach = getattr(ctx.objective, "attach", None)
-        if callable(attach):
-            attach(ctx.encoder)  # EMA teachers are built here, before DDP and restore
         loader, sampler = self.loader(ctx)
         accum = ctx.train.grad_accum
         steps_per_epoch = len(loader) // accum
@@ -99,102 +96,152 @@ class MiniBatch:
                 f"grad_accum={accum} x {ctx.runtime.world_size} process(es)); lower "
                 "train.batch_size or train.grad_accum"
             )
-        model = ctx.wrap_model()
-        optimizer = ctx.make_optimizer()
-        scheduler = ctx.make_scheduler(optimizer, steps_per_epoch)
-        total = ctx.total_steps(steps_per_epoch)
-        stepper = ctx.make_stepper(model, optimizer, scheduler, total)
-        start_epoch = ctx.restore(optimizer, scheduler, stepper.scaler)
-        skip = max(0, ctx.global_step - start_epoch * steps_per_epoch) * accum
-        model.train()
-        show = ctx.progress and ctx.train.progress and ctx.runtime.is_main
-        with _progress(ctx, show) as bar:
-            for epoch in range(start_epoch, ctx.train.epochs):
-                if self._stop(ctx, total):
-                    break
-                sampler.set_epoch(epoch)
-                seed_epoch(ctx.seed, epoch, ctx.runtime.rank)
-                steps, stop, metrics = self._epoch(
-                    ctx, loader, stepper, epoch, steps_per_epoch, total, skip, bar
-                )
-                skip = 0
-                done = steps == steps_per_epoch
-                if done:
-                    ctx.end_epoch(epoch + 1, optimizer, scheduler, stepper.scaler, metrics)
-                    _print_epoch(ctx, bar, epoch + 1, metrics)
-                if stop:
-                    every = ctx.train.checkpoint_every
-                    saved = done and ((epoch + 1) % every == 0 or epoch + 1 == ctx.train.epochs)
-                    if not saved:
-                        ctx.save_checkpoint(epoch + int(done), optimizer, scheduler, stepper.scaler)
-                    break
-
-    def _epoch(
-        self,
-        ctx: RunContext,
-        loader: DataLoader,
-        stepper: Any,
-        epoch: int,
-        steps_per_epoch: int,
-        total: int,
-        skip: int,
-        bar: Progress | None,
-    ) -> tuple[int, bool, dict[str, float]]:
-        """One epoch: returns (optimiser steps done, budget reached, mean metrics)."""
         device = ctx.runtime.device
         channels_last = ctx.train.channels_last
-        micro_limit = steps_per_epoch * ctx.train.grad_accum
-        task = None
-        if bar is not None:
-            task = bar.add_task(
-                f"epoch {epoch + 1}/{ctx.train.epochs}", total=steps_per_epoch, loss=0.0, ips=0.0
-            )
-            bar.update(task, advance=skip // ctx.train.grad_accum)
-        sums: dict[str, float] = {}
-        steps = skip // ctx.train.grad_accum
-        counted = items = 0
-        stop = False
-        start = time.perf_counter()
-        for index, batch in enumerate(loader):
-            if index >= micro_limit:
-                break
-            if index < skip:
-                continue
-            x = batch[0] if isinstance(batch, list | tuple) else batch
-            x = to_device(x, device)
-            if channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            items += _batch_len(x)
-            out = stepper.step(ctx.views(x))
-            if out is None:
-                continue
-            steps += 1
-            counted += 1
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + value
-            if task is not None and bar is not None:
-                rate = items * ctx.runtime.world_size / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, advance=1, loss=out["loss"], ips=rate)
-            if self._stop(ctx, total):
-                stop = True
-                break
-        elapsed = time.perf_counter() - start
-        if task is not None and bar is not None:
-            bar.remove_task(task)
-        metrics = {k: v / max(counted, 1) for k, v in sums.items()}
-        metrics["epoch_time_s"] = elapsed
-        metrics["items_per_s"] = items * ctx.runtime.world_size / max(elapsed, 1e-9)
-        return steps, stop, metrics
 
-    @staticmethod
-    def _stop(ctx: RunContext, total: int) -> bool:
-        """The budget check, agreed by every rank (time budgets may differ per rank)."""
-        stop = ctx.out_of_budget(total)
-        if ctx.runtime.distributed and ctx.train.max_time_s is not None:
-            flag = torch.tensor([float(stop)], device=ctx.runtime.device)
-            dist.broadcast(flag, src=0)
-            stop = bool(flag.item())
-        return stop
+        def batches(epoch: int) -> Iterator[tuple[Any, int]]:
+            sampler.set_epoch(epoch)
+            for batch in loader:
+                x = batch[0] if isinstance(batch, list | tuple) else batch
+                x = to_device(x, device)
+                if channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield x, _batch_len(x)
+
+        train_epochs(ctx, steps_per_epoch, batches)
+
+
+def train_epochs(
+    ctx: RunContext,
+    steps_per_epoch: int,
+    epoch_batches: Callable[[int], Iterable[tuple[Any, int]]],
+    *,
+    epoch_bars: bool = True,
+    print_every: int = 1,
+) -> None:
+    """The epoch loop every routine shares: build, restore, train, checkpoint, stop.
+
+    Builds the (DDP-wrapped) model, optimiser, schedule and stepper from ``ctx``,
+    resumes from ``ctx.resume_state`` (skipping the micro-batches a partial epoch
+    already did), reseeds every epoch from (seed, epoch, rank), steps through the
+    micro-batches, logs epoch means and throughput, checkpoints through
+    ``ctx.end_epoch`` and stops cleanly (with a checkpoint) on ``max_steps`` or
+    ``max_time_s``. Routines differ only in where their micro-batches come from.
+
+    Args:
+        ctx: The run context.
+        steps_per_epoch: Optimiser steps per epoch (micro-batches / ``grad_accum``).
+        epoch_batches: ``epoch_batches(epoch)`` yields ``(input, item_count)`` pairs,
+            the input ready for ``ctx.views`` on the device. It is called after the
+            epoch's reseed, so iterators created in it replay exactly on resume.
+        epoch_bars: Show a progress bar per epoch (off for one-step epochs).
+        print_every: Print an epoch summary line every this many epochs (and last).
+
+    Raises:
+        NonFiniteLossError: The loss became NaN/inf (nothing is saved after it).
+    """
+    attach = getattr(ctx.objective, "attach", None)
+    if callable(attach):
+        attach(ctx.encoder)  # EMA teachers are built here, before DDP and restore
+    accum = ctx.train.grad_accum
+    model = ctx.wrap_model()
+    optimizer = ctx.make_optimizer()
+    scheduler = ctx.make_scheduler(optimizer, steps_per_epoch)
+    total = ctx.total_steps(steps_per_epoch)
+    stepper = ctx.make_stepper(model, optimizer, scheduler, total)
+    start_epoch = ctx.restore(optimizer, scheduler, stepper.scaler)
+    skip = max(0, ctx.global_step - start_epoch * steps_per_epoch) * accum
+    model.train()
+    show = ctx.progress and ctx.train.progress and ctx.runtime.is_main
+    with _progress(ctx, show) as bar:
+        for epoch in range(start_epoch, ctx.train.epochs):
+            if _stop(ctx, total):
+                break
+            seed_epoch(ctx.seed, epoch, ctx.runtime.rank)
+            steps, stop, metrics = _epoch(
+                ctx,
+                epoch_batches(epoch),
+                stepper,
+                epoch,
+                steps_per_epoch,
+                total,
+                skip,
+                bar if epoch_bars else None,
+            )
+            skip = 0
+            done = steps == steps_per_epoch
+            if done:
+                ctx.end_epoch(epoch + 1, optimizer, scheduler, stepper.scaler, metrics)
+                if (epoch + 1) % print_every == 0 or epoch + 1 == ctx.train.epochs:
+                    _print_epoch(ctx, bar, epoch + 1, metrics)
+            if stop:
+                every = ctx.train.checkpoint_every
+                saved = done and ((epoch + 1) % every == 0 or epoch + 1 == ctx.train.epochs)
+                if not saved:
+                    ctx.save_checkpoint(epoch + int(done), optimizer, scheduler, stepper.scaler)
+                break
+
+
+def _epoch(
+    ctx: RunContext,
+    batches: Iterable[tuple[Any, int]],
+    stepper: Any,
+    epoch: int,
+    steps_per_epoch: int,
+    total: int,
+    skip: int,
+    bar: Progress | None,
+) -> tuple[int, bool, dict[str, float]]:
+    """One epoch: returns (optimiser steps done, budget reached, mean metrics)."""
+    accum = ctx.train.grad_accum
+    micro_limit = steps_per_epoch * accum
+    task = None
+    if bar is not None:
+        task = bar.add_task(
+            f"epoch {epoch + 1}/{ctx.train.epochs}", total=steps_per_epoch, loss=0.0, ips=0.0
+        )
+        bar.update(task, advance=skip // accum)
+    sums: dict[str, float] = {}
+    steps = skip // accum
+    counted = items = 0
+    stop = False
+    start = time.perf_counter()
+    for index, (x, count) in enumerate(batches):
+        if index >= micro_limit:
+            break
+        if index < skip:
+            continue
+        items += count
+        out = stepper.step(ctx.views(x))
+        if out is None:
+            continue
+        steps += 1
+        counted += 1
+        for key, value in out.items():
+            sums[key] = sums.get(key, 0.0) + value
+        if task is not None and bar is not None:
+            rate = items * ctx.runtime.world_size / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=1, loss=out["loss"], ips=rate)
+        if _stop(ctx, total):
+            stop = True
+            break
+    elapsed = time.perf_counter() - start
+    if task is not None and bar is not None:
+        bar.remove_task(task)
+    metrics = {k: v / max(counted, 1) for k, v in sums.items()}
+    metrics["epoch_time_s"] = elapsed
+    metrics["items_per_s"] = items * ctx.runtime.world_size / max(elapsed, 1e-9)
+    return steps, stop, metrics
+
+
+def _stop(ctx: RunContext, total: int) -> bool:
+    """The budget check, agreed by every rank (time budgets may differ per rank)."""
+    stop = ctx.out_of_budget(total)
+    if ctx.runtime.distributed and ctx.train.max_time_s is not None:
+        flag = torch.tensor([float(stop)], device=ctx.runtime.device)
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
 
 
 def _batch_len(x: Any) -> int:

@@ -1,8 +1,9 @@
 """Graph training routines: full-batch and neighbour-sampled mini-batches.
 
-Both train through the run context's helpers (``make_optimizer``, ``make_scheduler``,
-``make_stepper``, ``restore``, ``end_epoch``, ``out_of_budget``), so checkpoints,
-resumption, the NaN stop, metrics and run events behave as in the core loop.
+Both train through the core's shared epoch loop
+(:func:`selfsup.engine.loop.train_epochs`), so checkpoints, resumption, per-epoch
+reseeding, budgets, the NaN stop, metrics and run events are the core loop's own; the
+routines only say where each epoch's micro-batches come from.
 
 * ``graph:full-batch``: one optimiser step per epoch on the whole graph (GraphMAE and
   GRACE on citation graphs). ``train.batch_size`` is ignored.
@@ -13,10 +14,10 @@ resumption, the NaN stop, metrics and run events behave as in the core loop.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from selfsup.engine.loop import train_epochs
 from selfsup.engine.runtime import to_device
 
 if TYPE_CHECKING:
@@ -33,84 +34,6 @@ def _graph(ctx: RunContext, owner: str) -> Any:
             f"{type(graph).__name__}; use a graph: dataset (see 'selfsup list dataset')"
         )
     return graph
-
-
-def _log(ctx: RunContext, owner: str, epoch: int, metrics: dict[str, float]) -> None:
-    """A progress line every ``train.log_every`` epochs on rank 0 (when progress is on)."""
-    if not (ctx.progress and ctx.train.progress and ctx.runtime.is_main):
-        return
-    if epoch % ctx.train.log_every and epoch != ctx.train.epochs:
-        return
-    line = (
-        f"  {owner} epoch {epoch}/{ctx.train.epochs}  loss {metrics.get('loss', float('nan')):.4f}"
-        f"  {metrics['epoch_time_s']:.2f}s"
-    )
-    console = getattr(ctx, "console", None)
-    if console is not None:
-        console.print(line)
-    else:
-        print(line, flush=True)
-
-
-def _train(
-    ctx: RunContext,
-    owner: str,
-    steps_per_epoch: int,
-    epoch_batches: Any,
-) -> None:
-    """The shared epoch loop; ``epoch_batches(epoch)`` yields (graph, node count) pairs."""
-    attach = getattr(ctx.objective, "attach", None)
-    if callable(attach):
-        attach(ctx.encoder)
-    accum = ctx.train.grad_accum
-    model = ctx.wrap_model()
-    optimizer = ctx.make_optimizer()
-    scheduler = ctx.make_scheduler(optimizer, steps_per_epoch)
-    total = ctx.total_steps(steps_per_epoch)
-    stepper = ctx.make_stepper(model, optimizer, scheduler, total)
-    start_epoch = ctx.restore(optimizer, scheduler, stepper.scaler)
-    skip = max(0, ctx.global_step - start_epoch * steps_per_epoch) * accum
-    device = ctx.runtime.device
-    model.train()
-    for epoch in range(start_epoch, ctx.train.epochs):
-        if ctx.out_of_budget(total):
-            break
-        started = time.perf_counter()
-        sums: dict[str, float] = {}
-        steps = skip // accum
-        counted = nodes = 0
-        stop = False
-        for index, (graph, count) in enumerate(epoch_batches(epoch)):
-            if index >= steps_per_epoch * accum:
-                break
-            if index < skip:
-                continue
-            nodes += count
-            out = stepper.step(ctx.views(to_device(graph, device)))
-            if out is None:
-                continue
-            steps += 1
-            counted += 1
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + value
-            if ctx.out_of_budget(total):
-                stop = True
-                break
-        skip = 0
-        elapsed = time.perf_counter() - started
-        metrics = {k: v / max(counted, 1) for k, v in sums.items()}
-        metrics["epoch_time_s"] = elapsed
-        metrics["items_per_s"] = nodes * ctx.runtime.world_size / max(elapsed, 1e-9)
-        done = steps == steps_per_epoch
-        if done:
-            ctx.end_epoch(epoch + 1, optimizer, scheduler, stepper.scaler, metrics)
-            _log(ctx, owner, epoch + 1, metrics)
-        if stop:
-            every = ctx.train.checkpoint_every
-            saved = done and ((epoch + 1) % every == 0 or epoch + 1 == ctx.train.epochs)
-            if not saved:
-                ctx.save_checkpoint(epoch + int(done), optimizer, scheduler, stepper.scaler)
-            break
 
 
 class FullBatch:
@@ -136,7 +59,8 @@ class FullBatch:
         def batches(epoch: int) -> Iterable[tuple[Any, int]]:
             return ((graph, n) for _ in range(accum))
 
-        _train(ctx, "graph:full-batch", 1, batches)
+        # One step per epoch: no per-epoch bar; a summary line every train.log_every epochs.
+        train_epochs(ctx, 1, batches, epoch_bars=False, print_every=ctx.train.log_every)
 
 
 class NeighborBatch:
@@ -197,8 +121,10 @@ class NeighborBatch:
                 f"{ctx.train.grad_accum} x {rt.world_size} process(es)); lower train.batch_size"
             )
 
+        device = rt.device
+
         def batches(epoch: int) -> Iterable[tuple[Any, int]]:
             loader.set_epoch(epoch)
-            return ((sub, int(sub.batch_size)) for sub in loader)
+            return ((to_device(sub, device), int(sub.batch_size)) for sub in loader)
 
-        _train(ctx, "graph:neighbor", steps_per_epoch, batches)
+        train_epochs(ctx, steps_per_epoch, batches)
