@@ -27,9 +27,8 @@ from torch import Tensor, nn
 from selfsup.builtin.objectives.common import (
     check_embed_dim,
     check_positive,
-    check_views,
     embedding_std,
-    encode,
+    encode_pair,
     full_precision,
     positive_cosine,
 )
@@ -157,9 +156,7 @@ class BarlowTwins(Objective):
 
     def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
         """Barlow Twins loss of the two views' projections."""
-        v1, v2 = check_views(views, self.name)
-        h1 = encode(encoder, v1, self.embed_dim, self.name)
-        h2 = encode(encoder, v2, self.embed_dim, self.name)
+        h1, h2 = encode_pair(encoder, views, self.embed_dim, self.name)
         z1, z2 = self.projector(h1), self.projector(h2)
         on, off = barlow_twins_terms(z1, z2, reduce_distributed=self.reduce_distributed)
         return ObjectiveOutput(

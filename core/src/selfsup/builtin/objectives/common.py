@@ -113,6 +113,14 @@ def encode(encoder: nn.Module, view: Any, embed_dim: int, objective: str) -> Ten
     return pooled
 
 
+def encode_pair(
+    encoder: nn.Module, views: Any, embed_dim: int, objective: str
+) -> tuple[Tensor, Tensor]:
+    """Check that ``views`` holds exactly two views and encode each with :func:`encode`."""
+    v1, v2 = check_views(views, objective)
+    return encode(encoder, v1, embed_dim, objective), encode(encoder, v2, embed_dim, objective)
+
+
 @torch.no_grad()
 def embedding_std(z: Tensor) -> Tensor:
     """Mean per-dimension std of the L2-normalised embeddings (collapse monitor).

@@ -18,9 +18,8 @@ from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
     check_embed_dim,
-    check_views,
     embedding_std,
-    encode,
+    encode_pair,
     full_precision,
     positive_cosine,
 )
@@ -83,9 +82,7 @@ class SimSiam(Objective):
 
     def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
         """Symmetric negative cosine of each view's prediction with the other's projection."""
-        v1, v2 = check_views(views, self.name)
-        h1 = encode(encoder, v1, self.embed_dim, self.name)
-        h2 = encode(encoder, v2, self.embed_dim, self.name)
+        h1, h2 = encode_pair(encoder, views, self.embed_dim, self.name)
         z1, z2 = self.projector(h1), self.projector(h2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
