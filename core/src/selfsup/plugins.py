@@ -16,12 +16,10 @@ Environment variables:
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -320,9 +318,7 @@ def _collector(registry: Registry, plugin: str, kind: str) -> Callable[[Componen
             raise TypeError(
                 f"register_{kind}s expects {expected.__name__} records, got {type(spec).__name__}"
             )
-        import dataclasses
-
-        registry.add(dataclasses.replace(spec, plugin=plugin))
+        registry.add(replace(spec, plugin=plugin))
 
     return register
 
@@ -362,13 +358,3 @@ def reset_plugin_manager(manager: PluginManager | None = None) -> PluginManager 
     global _MANAGER
     old, _MANAGER = _MANAGER, manager
     return old
-
-
-def import_module_quiet(name: str) -> ModuleType | None:
-    """Import a module if it is installed, else ``None`` (used by ``doctor``)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        return None
