@@ -305,6 +305,11 @@ def _probe_accuracy(enc: Encoder, x: torch.Tensor, y: np.ndarray, tr: np.ndarray
     [
         ("core:simclr", {"hidden_dim": 128, "out_dim": 64, "temperature": 0.2}),
         ("core:barlow-twins", {"hidden_dim": 256, "out_dim": 256, "lambd": 0.01}),
+        ("core:dcl", {"hidden_dim": 128, "out_dim": 64, "temperature": 0.2}),
+        ("core:vicreg", {"hidden_dim": 256, "out_dim": 256}),
+        ("core:byol", {}),
+        ("core:simsiam", {}),
+        ("core:dino", {}),
     ],
 )
 def test_objective_learns_digits_features(manager: PluginManager, oid: str, params: dict) -> None:
@@ -323,11 +328,12 @@ def test_objective_learns_digits_features(manager: PluginManager, oid: str, para
     opt = torch.optim.Adam([*enc.parameters(), *obj.student_parameters()], lr=2e-3)
     gen = torch.Generator().manual_seed(0)
     x_train = x[tr]
-    for _ in range(100):
+    for step in range(100):
         batch = x_train[torch.randint(0, len(tr), (256,), generator=gen)]
         loss = obj(enc, _noisy_masked_views(batch, gen)).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
+        obj.on_step_end(step + 1, 100)  # EMA teachers (BYOL, DINO) follow the student
     learned = _probe_accuracy(enc, x, y, tr)
     assert learned >= baseline + 0.03, f"{oid}: probe {learned:.3f} vs random init {baseline:.3f}"
