@@ -111,7 +111,14 @@ def sklearn_probe(x, y) -> float:
 def test_linear_probe_on_digits_matches_sklearn(digits):
     x, y = digits
     out = LinearProbe().evaluate(Flatten(), make_splits(x, y), CPU, seed=0)
-    assert set(out) == {"linear_acc", "linear_val_acc", "linear_train_acc", "linear_weight_decay"}
+    assert set(out) == {
+        "linear_acc",
+        "linear_val_acc",
+        "linear_train_acc",
+        "linear_weight_decay",
+        "linear_standardized",
+    }
+    assert out["linear_standardized"] == 1.0
     assert out["linear_acc"] >= 0.93
     assert out["linear_weight_decay"] in DEFAULT_WEIGHT_DECAYS
     assert abs(out["linear_acc"] - sklearn_probe(x, y)) <= 0.015
@@ -137,6 +144,22 @@ def test_linear_probe_carves_validation_and_reports_on_val(digits):
     assert "linear_acc" not in no_test and no_test["linear_acc_on_val"] >= 0.93
     with pytest.raises(ValueError, match="held-out split"):
         LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False, test=False), CPU)
+
+
+def test_linear_probe_standardize_modes(digits):
+    x, y = digits
+    splits = make_splits(x, y)
+    scaled = LinearProbe(standardize=True).evaluate(Flatten(), splits, CPU)
+    raw = LinearProbe(standardize=False).evaluate(Flatten(), splits, CPU)
+    auto = LinearProbe(standardize="auto").evaluate(Flatten(), splits, CPU)
+    assert raw["linear_standardized"] == 0.0 and raw["linear_acc"] >= 0.9
+    # raw 0..16 pixel intensities need a different weight decay than unit-variance ones
+    assert raw["linear_weight_decay"] != scaled["linear_weight_decay"]
+    # auto keeps whichever validation accuracy is higher, ties going to standardised
+    want = raw if raw["linear_val_acc"] > scaled["linear_val_acc"] else scaled
+    assert auto == want
+    with pytest.raises(ValueError, match=r"standardize='yes'.*true, false, \"auto\""):
+        LinearProbe(standardize="yes")
 
 
 class MaskedSplits(DataSplits):
