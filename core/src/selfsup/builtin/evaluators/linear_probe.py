@@ -138,7 +138,8 @@ class LinearProbe:
     Metrics: ``linear_acc`` (held-out test accuracy; ``linear_acc_on_val`` when the
     dataset has no test split and its ``val`` split is the held-out one),
     ``linear_val_acc`` (validation accuracy of the chosen weight decay),
-    ``linear_train_acc`` and ``linear_weight_decay``.
+    ``linear_train_acc``, ``linear_weight_decay`` and ``linear_standardized`` (1 when
+    the chosen probe saw standardised features).
 
     Args:
         weight_decays: The log grid of L2 strengths searched on validation data
