@@ -162,6 +162,38 @@ def test_linear_probe_standardize_modes(digits):
         LinearProbe(standardize="yes")
 
 
+def test_linear_probe_adam_solver_is_the_early_stopped_reference_protocol(digits):
+    """``solver: adam`` equals the graph SSL papers' loop: Adam, keep the best-val epoch."""
+    x, y = digits
+    n = len(y)
+    a, b = int(0.6 * n), int(0.8 * n)
+    flat = x.flatten(1).float()
+    probe = LinearProbe(
+        solver="adam", weight_decays=[1e-4], lr=0.01, epochs=100, standardize=False
+    )
+    out = probe.evaluate(Flatten(), make_splits(x, y), CPU, seed=3)
+
+    torch.manual_seed(3)
+    layer = nn.Linear(64, 10)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.01, weight_decay=1e-4)
+    best_val = best_test = -1.0
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(layer(flat[:a]), y[:a])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            pred = layer(flat).argmax(1)
+        val = float((pred[a:b] == y[a:b]).float().mean())
+        if val >= best_val:
+            best_val, best_test = val, float((pred[b:] == y[b:]).float().mean())
+    assert out["linear_val_acc"] == pytest.approx(best_val)
+    assert out["linear_acc"] == pytest.approx(best_test)
+    assert out["linear_acc"] >= 0.9
+    with pytest.raises(ValueError, match=r"solver='sgd'.*'lbfgs', 'adam'"):
+        LinearProbe(solver="sgd")
+
+
 class MaskedSplits(DataSplits):
     """Graph-style splits: all items in ``train``, split masks in ``meta``, ``embed`` overridden."""
 
