@@ -8,7 +8,7 @@ runs), then collects every run's ``results.json`` into
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/graph_quality.py            # run + collect
     python benchmarks/graph_quality.py --collect-only                         # tables only
 
-GraphMAE takes ~0.6 s/epoch x 1500 epochs per seed on 2 CPU cores (about 80 minutes for
+GraphMAE takes ~0.55 s/epoch x 1500 epochs per seed on one CPU thread (about 70 minutes for
 5 seeds); GRACE a few minutes. On a CPU shared with other jobs, one intra-op thread
 (``OMP_NUM_THREADS=1``) is several times faster than oversubscribed threads.
 """
