@@ -168,9 +168,7 @@ def test_linear_probe_adam_solver_is_the_early_stopped_reference_protocol(digits
     n = len(y)
     a, b = int(0.6 * n), int(0.8 * n)
     flat = x.flatten(1).float()
-    probe = LinearProbe(
-        solver="adam", weight_decays=[1e-4], lr=0.01, epochs=100, standardize=False
-    )
+    probe = LinearProbe(solver="adam", weight_decays=[1e-4], lr=0.01, epochs=100, standardize=False)
     out = probe.evaluate(Flatten(), make_splits(x, y), CPU, seed=3)
 
     torch.manual_seed(3)
