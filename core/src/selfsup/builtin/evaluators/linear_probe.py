@@ -54,8 +54,6 @@ __all__ = ["LinearProbe", "fit_logistic_regression"]
 _OWNER = "core:linear-probe"
 #: Default weight-decay grid: 1e-6 ... 1 in decades.
 DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-#: Accepted values of ``standardize``.
-STANDARDIZE_CHOICES = (True, False, "auto")
 
 
 def standardize_mode(value: object) -> bool | Literal["auto"]:
@@ -320,13 +318,13 @@ class LinearProbe:
             if other[0] > val_acc:
                 scaled, (val_acc, wd, params) = mode, other
 
-        if self.solver == "adam":  # the early-stopped model is final: no refit
-            fit_x, fit_y = s.select_x, s.select_y
-        else:
-            fit_x, fit_y = s.final_x, s.final_y
+        # L-BFGS refits the chosen weight decay on the final split; the early-stopped
+        # Adam model is final as it is (and keeps the selection split's statistics).
+        refit = self.solver == "lbfgs"
+        fit_x, fit_y = (s.final_x, s.final_y) if refit else (s.select_x, s.select_y)
         fin_x, ho_x = (t.to(dev) for t in _prepare(scaled, fit_x, s.heldout_x))
         fin_y = fit_y.to(dev)
-        if self.solver == "lbfgs":
+        if refit:
             params = fit_logistic_regression(
                 fin_x, fin_y, n_cls, wd, self.max_iter, self.tol, init=params
             )
