@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from selfsup.config import load_config_text
 from selfsup.engine.runinfo import safe_dir_name
 from selfsup.engine.runner import RunDirExistsError, run_experiment
 from selfsup.registry import UnknownIdError
+from selfsup.testing import torchrun_selfsup
 from sklearn.datasets import load_digits
 
 FILES = ("config.yaml", "env.json", "results.json", "embeddings.npz")
@@ -157,15 +155,7 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path, digits_npz: Path) -> None:
     cfg.write_text(
         text.replace("evaluators: [core:knn, core:linear-probe]", "evaluators: [core:knn]")
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-            "--nproc_per_node", "2", "--rdzv_backend", "c10d",
-            "--rdzv_endpoint", "127.0.0.1:0", "-m", "selfsup", "run", str(cfg), "--no-progress",
-        ],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = torchrun_selfsup(cfg)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "digits" / "simclr" / "seed-0"
     res = json.loads((run_dir / "results.json").read_text())

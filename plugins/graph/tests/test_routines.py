@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.engine.context import NonFiniteLossError, RunContext
 from selfsup.engine.runner import run_experiment
 from selfsup.engine.runtime import Runtime
+from selfsup.testing import torchrun_selfsup
 from selfsup_graph.datasets import karate
 from selfsup_graph.encoders import GAT
 from selfsup_graph.objectives.graphmae import GraphMAE
@@ -157,15 +155,7 @@ arms:
 """,
         encoding="utf-8",
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-            "--nproc_per_node", "2", "--rdzv_backend", "c10d",
-            "--rdzv_endpoint", "127.0.0.1:0", "-m", "selfsup", "run", str(cfg), "--no-progress",
-        ],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = torchrun_selfsup(cfg)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = tmp_path / "runs" / "karate-ddp"
     neighbor = json.loads((runs / "neighbor" / "seed-0" / "results.json").read_text())

@@ -16,6 +16,7 @@ Contract checks (plain functions, usable from parametrized tests) build a compon
 and assert what the core relies on: :func:`check_encoder`, :func:`check_objective`,
 :func:`check_views`, :func:`check_dataset`, :func:`check_evaluator`.
 :func:`contract_cases` lists a plugin's specs for ``pytest.mark.parametrize``.
+:func:`torchrun_selfsup` runs ``selfsup run`` under ``torchrun`` on local CPU processes.
 
 Example:
     A plugin's ``tests/test_contract.py``::
@@ -50,6 +51,7 @@ from selfsup.testing.contracts import (
     check_views,
     contract_cases,
 )
+from selfsup.testing.distributed import torchrun_selfsup
 
 if TYPE_CHECKING:
     from click.testing import Result
@@ -70,6 +72,7 @@ __all__ = [
     "register_plugin",
     "selfsup_pm",
     "tiny_batch",
+    "torchrun_selfsup",
 ]
 
 # --------------------------------------------------------------------------- fixtures
