@@ -110,44 +110,55 @@ def collect(runs_dir: Path) -> dict[str, Any]:
     return table
 
 
-def lbfgs_probe(run_dir: Path, seed: int) -> float:
+def lbfgs_probe(run_dir: Path, seed: int, pm: Any, datasets: dict[str, Any]) -> float:
     """The converged core probe on a finished run's final encoder (a cross-check).
 
     ``core:linear-probe`` with its default L-BFGS solver, features standardised or not
     and the weight decay (1e-6 ... 100) chosen on validation, refit on the training
     nodes, test accuracy reported once: the same encoders scored by a second protocol.
+
+    Args:
+        run_dir: A finished run (its ``config.yaml`` and ``checkpoints/last.pt``).
+        seed: The run's seed.
+        pm: The plugin manager that builds the dataset and the encoder.
+        datasets: Datasets already built, by their config (filled here), so that the
+            runs of one experiment load their graph once.
     """
     import torch
     import yaml
     from selfsup.builtin.evaluators.linear_probe import LinearProbe
     from selfsup.engine.checkpoint import load_checkpoint
     from selfsup.engine.runtime import Runtime
-    from selfsup.plugins import PluginManager
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    pm = PluginManager()
-    cwd = Path.cwd()
-    os.chdir(ROOT)  # the config's data root is relative to the repository root
-    try:
-        data = pm.get("dataset", cfg["data"]["id"]).create(**cfg["data"]["params"])
-    finally:
-        os.chdir(cwd)
+    key = yaml.safe_dump(cfg["data"], sort_keys=True)
+    if key not in datasets:
+        cwd = Path.cwd()
+        os.chdir(ROOT)  # the config's data root is relative to the repository root
+        try:
+            datasets[key] = pm.get("dataset", cfg["data"]["id"]).create(**cfg["data"]["params"])
+        finally:
+            os.chdir(cwd)
     encoder = pm.get("encoder", cfg["encoder"]["id"]).create(**cfg["encoder"]["params"])
     encoder.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["encoder"])
     probe = LinearProbe(weight_decays=LBFGS_GRID, standardize="auto")
-    return probe.evaluate(encoder, data, Runtime(device=torch.device("cpu")), seed)["linear_acc"]
+    runtime = Runtime(device=torch.device("cpu"))
+    return probe.evaluate(encoder, datasets[key], runtime, seed)["linear_acc"]
 
 
 def add_lbfgs_probe(table: dict[str, Any], runs_dir: Path) -> None:
     """Add the L-BFGS probe of every finished GraphMAE run to the table."""
+    from selfsup.plugins import PluginManager
+
     row = table.get("graphmae-cora/graphmae")
     if not row:
         return
+    pm, datasets = PluginManager(), {}
     tests = []
     for seed in row["seeds"]:
         run_dir = runs_dir / "graphmae-cora" / "graphmae" / f"seed-{seed}"
         if (run_dir / "checkpoints" / "last.pt").is_file():
-            tests.append(lbfgs_probe(run_dir, seed))
+            tests.append(lbfgs_probe(run_dir, seed, pm, datasets))
     if tests:
         row["lbfgs_probe_acc"] = {**_stats(tests), "values": tests}
 
