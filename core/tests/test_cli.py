@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
-import selfsup.builtin.plugin
 from click.testing import CliRunner
 from selfsup import EncoderSpec, hookimpl
 from selfsup.cli.main import build_cli
 from selfsup.plugins import PluginManager
+from selfsup.testing import core_manager
 
 CONFIG = """
 name: exp
@@ -27,17 +26,6 @@ arms:
   - {{name: simclr}}
   - {{name: vicreg, objective: core:vicreg}}
 """
-
-
-def core_only(*plugins: tuple[str, object]) -> PluginManager:
-    """A manager with the core plugin (and the given ones), no installed entry points."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        pm = PluginManager(load_entrypoints=False, strict=False)
-        pm.register(selfsup.builtin.plugin, name="core")
-        for name, plugin in plugins:
-            pm.register(plugin, name=name)
-    return pm
 
 
 def invoke(pm: PluginManager, *args: str, **kwargs):
@@ -55,7 +43,7 @@ def exp(tmp_path):
 
 
 def test_help_and_version() -> None:
-    pm = core_only()
+    pm = core_manager()
     result = invoke(pm, "--help")
     assert result.exit_code == 0
     for command in ("plugins", "list", "describe", "check", "run", "report", "doctor"):
@@ -76,7 +64,7 @@ def test_python_dash_m_works() -> None:
 
 
 def test_plugins_json_lists_core_with_hooks_and_counts() -> None:
-    result = invoke(core_only(), "plugins", "--json")
+    result = invoke(core_manager(), "plugins", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     core = next(r for r in rows if r["name"] == "core")
@@ -92,7 +80,7 @@ class RaisingEncoders:
 
 
 def test_failed_plugin_shows_exactly_one_error_line_and_core_works() -> None:
-    pm = core_only(("lab", RaisingEncoders()))
+    pm = core_manager(("lab", RaisingEncoders()))
     table = invoke(pm, "plugins")
     assert table.exit_code == 0
     failed = [line for line in table.stdout.splitlines() if line.startswith("failed:")]
@@ -139,7 +127,7 @@ def test_plugins_command_does_not_import_heavy_stacks(env, expected) -> None:
 
 @pytest.mark.parametrize("kind", ["objective", "objectives", "OBJECTIVES"])
 def test_list_accepts_plurals(kind) -> None:
-    result = invoke(core_only(), "list", kind, "--json")
+    result = invoke(core_manager(), "list", kind, "--json")
     assert result.exit_code == 0, result.output
     ids = [r["id"] for r in json.loads(result.stdout)]
     assert "core:simclr" in ids and all(r["kind"] == "objective" for r in json.loads(result.stdout))
@@ -152,7 +140,7 @@ def test_list_everything_and_modality_filter() -> None:
             register(EncoderSpec(name="cnn", build="x:y", modality="image"))
             register(EncoderSpec(name="gnn", build="x:z", modality="graph"))
 
-    pm = core_only(("img", Images()))
+    pm = core_manager(("img", Images()))
     every = json.loads(invoke(pm, "list", "--json").stdout)
     assert {r["kind"] for r in every} >= {"encoder", "objective", "evaluator", "views", "routine"}
     image = [
@@ -164,13 +152,13 @@ def test_list_everything_and_modality_filter() -> None:
 
 
 def test_list_unknown_kind_suggests() -> None:
-    result = invoke(core_only(), "list", "encodr")
+    result = invoke(core_manager(), "list", "encodr")
     assert result.exit_code == 2
     assert "Did you mean 'encoder'?" in result.stderr and "views" in result.stderr
 
 
 def test_describe_shows_parameters_defaults_and_doc() -> None:
-    result = invoke(core_only(), "describe", "core:simclr", "--json")
+    result = invoke(core_manager(), "describe", "core:simclr", "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert (record["kind"], record["plugin"], record["modality"]) == ("objective", "core", "any")
@@ -179,22 +167,22 @@ def test_describe_shows_parameters_defaults_and_doc() -> None:
     assert params["temperature"]["annotation"] == "float" and not params["temperature"]["required"]
     assert isinstance(params["temperature"]["default"], float)
     assert record["doc"]
-    text = invoke(core_only(), "describe", "core:simclr")
+    text = invoke(core_manager(), "describe", "core:simclr")
     assert "temperature" in text.stdout and "(set by the engine)" in text.stdout
 
 
 def test_describe_keeps_brackets_in_annotations() -> None:
-    result = invoke(core_only(), "describe", "core:knn")
+    result = invoke(core_manager(), "describe", "core:knn")
     assert result.exit_code == 0
     assert "Sequence[int]" in result.stdout  # not eaten as rich markup
 
 
 def test_describe_unknown_id_suggests() -> None:
-    result = invoke(core_only(), "describe", "core:simclrr")
+    result = invoke(core_manager(), "describe", "core:simclrr")
     assert result.exit_code == 2
     assert "Did you mean 'core:simclr'" in result.stderr
     assert "Traceback" not in result.output
-    other = invoke(core_only(), "describe", "ecg:resnet1d")
+    other = invoke(core_manager(), "describe", "ecg:resnet1d")
     assert "No loaded plugin provides 'ecg:' ids" in other.stderr
 
 
@@ -204,7 +192,7 @@ def test_describe_unimportable_factory_is_a_clear_error() -> None:
         def register_encoders(self, register):
             register(EncoderSpec(name="ghost", build="no_such_module_xyz:Ghost"))
 
-    result = invoke(core_only(("lab", Missing())), "describe", "lab:ghost")
+    result = invoke(core_manager(("lab", Missing())), "describe", "lab:ghost")
     assert result.exit_code == 1
     assert "missing dependency" in result.stderr
     assert (
@@ -216,24 +204,24 @@ def test_describe_unimportable_factory_is_a_clear_error() -> None:
 
 
 def test_check_valid_prints_arms_table(exp) -> None:
-    result = invoke(core_only(), "check", str(exp))
+    result = invoke(core_manager(), "check", str(exp))
     assert result.exit_code == 0, result.output
     for name in ("simclr", "vicreg", "random-init"):
         assert name in result.stdout
     assert "3 arm(s) x 1 seed(s) = 3 run(s)" in result.stdout
-    data = json.loads(invoke(core_only(), "check", str(exp), "--json").stdout)
+    data = json.loads(invoke(core_manager(), "check", str(exp), "--json").stdout)
     assert data["runs"] == 3
     assert data["arms"][1]["components"]["objective"]["id"] == "core:vicreg"
 
 
 def test_check_does_not_build_or_read_data(exp, tmp_path) -> None:
     # the data path does not exist: check must still pass, and create no output
-    assert invoke(core_only(), "check", str(exp)).exit_code == 0
+    assert invoke(core_manager(), "check", str(exp)).exit_code == 0
     assert not (tmp_path / "runs").exists()
 
 
 def test_check_bad_param_exit_2_with_arm_path_and_suggestion(exp) -> None:
-    result = invoke(core_only(), "check", str(exp), "--set", "objective.params.temprature=0.3")
+    result = invoke(core_manager(), "check", str(exp), "--set", "objective.params.temprature=0.3")
     assert result.exit_code == 2
     err = result.stderr
     assert "configuration error" in err and "Traceback" not in result.output
@@ -242,33 +230,33 @@ def test_check_bad_param_exit_2_with_arm_path_and_suggestion(exp) -> None:
 
 
 def test_check_bad_set_and_missing_file(exp, tmp_path) -> None:
-    bad = invoke(core_only(), "check", str(exp), "--set", "train.epochs")
+    bad = invoke(core_manager(), "check", str(exp), "--set", "train.epochs")
     assert bad.exit_code == 2 and "expected key.path=value" in bad.stderr
-    missing = invoke(core_only(), "check", str(tmp_path / "nope.yaml"))
+    missing = invoke(core_manager(), "check", str(tmp_path / "nope.yaml"))
     assert missing.exit_code == 2 and "no such config file" in missing.stderr
 
 
 def test_debug_shows_the_traceback(exp, monkeypatch) -> None:
     args = ("check", str(exp), "--set", "encoder.id=core:nope")
-    quiet = invoke(core_only(), *args)
+    quiet = invoke(core_manager(), *args)
     assert quiet.exit_code == 2 and "Traceback" not in quiet.stderr
-    loud = invoke(core_only(), "--debug", *args)
+    loud = invoke(core_manager(), "--debug", *args)
     assert loud.exit_code == 2 and "Traceback" in loud.stderr and "ResolutionError" in loud.stderr
     monkeypatch.setenv("SELFSUP_DEBUG", "1")
-    assert "Traceback" in invoke(core_only(), *args).stderr
+    assert "Traceback" in invoke(core_manager(), *args).stderr
 
 
 def test_run_fails_before_any_work_on_a_bad_config(exp, tmp_path) -> None:
-    result = invoke(core_only(), "run", str(exp), "--set", "encoder.params.widht=3")
+    result = invoke(core_manager(), "run", str(exp), "--set", "encoder.params.widht=3")
     assert result.exit_code == 2 and "widht" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_only_rank_0_prints(exp, monkeypatch) -> None:
     monkeypatch.setenv("RANK", "1")
-    listing = invoke(core_only(), "list", "objective")
+    listing = invoke(core_manager(), "list", "objective")
     assert listing.exit_code == 0 and listing.stdout == ""
-    config_error = invoke(core_only(), "check", str(exp), "--set", "encoder.id=core:nope")
+    config_error = invoke(core_manager(), "check", str(exp), "--set", "encoder.id=core:nope")
     assert config_error.exit_code == 2 and config_error.stderr == ""
 
     class Missing:
@@ -277,7 +265,7 @@ def test_only_rank_0_prints(exp, monkeypatch) -> None:
             register(EncoderSpec(name="ghost", build="no_such_module_xyz:Ghost"))
 
     # a failure that may be specific to one process is printed by every rank, prefixed
-    runtime_error = invoke(core_only(("lab", Missing())), "describe", "lab:ghost")
+    runtime_error = invoke(core_manager(("lab", Missing())), "describe", "lab:ghost")
     assert runtime_error.exit_code == 1
     assert runtime_error.stderr.startswith("[rank 1] missing dependency: ")
 

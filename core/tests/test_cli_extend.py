@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
-import selfsup.builtin.plugin
 from click.testing import CliRunner
 from selfsup import EncoderSpec, hookimpl
 from selfsup.cli.main import build_cli
 from selfsup.plugins import PluginManager
-
-
-def core_only(*plugins: tuple[str, object]) -> PluginManager:
-    """A manager with the core plugin (and the given ones), no installed entry points."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        pm = PluginManager(load_entrypoints=False, strict=False)
-        pm.register(selfsup.builtin.plugin, name="core")
-        for name, plugin in plugins:
-            pm.register(plugin, name=name)
-    return pm
+from selfsup.testing import core_manager
 
 
 def invoke(pm: PluginManager, *args: str, **kwargs):
@@ -71,7 +59,7 @@ class HijackRun:
 
 
 def test_plugin_commands_are_added_and_failures_isolated() -> None:
-    pm = core_only(("ecg", Commands()), ("bad", BadCommands()), ("hijack", HijackRun()))
+    pm = core_manager(("ecg", Commands()), ("bad", BadCommands()), ("hijack", HijackRun()))
     cli = build_cli(pm)
     runner = CliRunner()
     ok = runner.invoke(cli, ["ecg-convert", "/data"])
@@ -98,7 +86,7 @@ def test_cli_runner_fixture(cli_runner) -> None:
 
 def test_doctor_reports_environment(monkeypatch) -> None:
     monkeypatch.setenv("SELFSUP_DEBUG_SOMETHING", "x")
-    result = invoke(core_only(), "doctor", "--json")
+    result = invoke(core_manager(), "doctor", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     import torch
@@ -109,12 +97,12 @@ def test_doctor_reports_environment(monkeypatch) -> None:
     assert "matplotlib" in report["extras"]
     assert report["environment"]["SELFSUP_DEBUG_SOMETHING"] == "x"
     assert report["plugin_errors"] == []
-    text = invoke(core_only(), "doctor")
+    text = invoke(core_manager(), "doctor")
     assert text.exit_code == 0 and "distributed" in text.stdout and "gloo" in text.stdout
 
 
 def test_doctor_fails_when_a_plugin_failed() -> None:
-    result = invoke(core_only(("lab", RaisingEncoders())), "doctor", "--json")
+    result = invoke(core_manager(("lab", RaisingEncoders())), "doctor", "--json")
     assert result.exit_code == 1
     errors = json.loads(result.stdout)["plugin_errors"]
     assert len(errors) == 1 and "plugin 'lab'" in errors[0]

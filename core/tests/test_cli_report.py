@@ -7,11 +7,10 @@ import sys
 
 import numpy as np
 import pytest
-import selfsup.builtin.plugin
 from click.testing import CliRunner
 from selfsup.cli.main import build_cli
-from selfsup.plugins import PluginManager
 from selfsup.report import build_report, discover_runs, summarise
+from selfsup.testing import core_manager
 
 
 def write_run(root, arm: str, seed: int, acc: float, steps: int = 6, emb: bool = True) -> None:
@@ -84,33 +83,27 @@ def test_project_2d_separates_clusters() -> None:
     assert gap > 3 * xy[labels == 0, 0].std()
 
 
-def core_pm() -> PluginManager:
-    pm = PluginManager(load_entrypoints=False, strict=False)
-    pm.register(selfsup.builtin.plugin, name="core")
-    return pm
-
-
 def test_report_command(experiment) -> None:
-    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(experiment)])
+    result = CliRunner().invoke(build_cli(core_manager()), ["report", str(experiment)])
     assert result.exit_code == 0, result.output
     assert "report.html" in result.stdout and "simclr" in result.stdout
     assert (experiment / "report.html").is_file()
 
 
 def test_report_missing_directory(tmp_path) -> None:
-    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(tmp_path / "nope")])
+    result = CliRunner().invoke(build_cli(core_manager()), ["report", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "file not found" in result.stderr and "no such directory" in result.stderr
 
 
 def test_report_empty_directory(tmp_path) -> None:
-    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(tmp_path)])
+    result = CliRunner().invoke(build_cli(core_manager()), ["report", str(tmp_path)])
     assert result.exit_code == 1 and "no run found" in result.stderr
 
 
 def test_report_without_matplotlib_says_how_to_install(experiment, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
-    result = CliRunner().invoke(build_cli(core_pm()), ["report", str(experiment)])
+    result = CliRunner().invoke(build_cli(core_manager()), ["report", str(experiment)])
     assert result.exit_code == 1
     assert (
         "missing dependency" in result.stderr and "pip install 'selfsup[report]'" in result.stderr

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-import selfsup.builtin.plugin
 from click.testing import CliRunner
 from selfsup.cli.main import build_cli
-from selfsup.plugins import PluginManager
+from selfsup.testing import core_manager
 
 
 @pytest.mark.heavy
@@ -32,9 +31,7 @@ evaluators: [core:knn]
 train: {{epochs: 1, batch_size: 40, device: cpu}}
 """
     )
-    pm = PluginManager(load_entrypoints=False, strict=False)
-    pm.register(selfsup.builtin.plugin, name="core")
-    cli = build_cli(pm)
+    cli = build_cli(core_manager())
     runner = CliRunner()
 
     first = runner.invoke(cli, ["run", str(exp), "--no-progress"])

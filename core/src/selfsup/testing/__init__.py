@@ -68,12 +68,43 @@ __all__ = [
     "check_views",
     "cli_runner",
     "contract_cases",
+    "core_manager",
     "make_batch",
     "register_plugin",
     "selfsup_pm",
     "tiny_batch",
     "torchrun_selfsup",
 ]
+
+# --------------------------------------------------------------------------- managers
+
+
+def core_manager(*plugins: tuple[str, object]) -> PluginManager:
+    """A plugin manager with the core plugin and ``plugins`` only: no entry points.
+
+    For testing a plugin (or a hook implementation) without whatever else is
+    installed. Registration failures are recorded, not raised (``strict=False``).
+
+    Args:
+        plugins: ``(name, plugin)`` pairs to register after the core.
+
+    Example:
+        >>> pm = core_manager(("lab", my_plugin))  # doctest: +SKIP
+        >>> pm.get("encoder", "lab:cnn")  # doctest: +SKIP
+    """
+    import warnings
+
+    import selfsup.builtin.plugin
+    from selfsup.plugins import PluginManager
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pm = PluginManager(load_entrypoints=False, strict=False)
+        pm.register(selfsup.builtin.plugin, name="core")
+        for name, plugin in plugins:
+            pm.register(plugin, name=name)
+    return pm
+
 
 # --------------------------------------------------------------------------- fixtures
 
