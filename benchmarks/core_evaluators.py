@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import platform
 import time
@@ -26,6 +25,8 @@ from selfsup.builtin.evaluators.clustering import KMeansClustering
 from selfsup.builtin.evaluators.knn import KNN
 from selfsup.builtin.evaluators.linear_probe import LinearProbe
 from selfsup.builtin.evaluators.rankme import RankMe
+from selfsup.engine.checkpoint import write_bytes_atomic
+from selfsup.engine.results import write_json_atomic
 from selfsup.engine.runtime import Runtime
 from selfsup.interfaces import DataSplits, Encoder, EncoderOutput
 from torch import nn
@@ -112,9 +113,7 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "core_evaluators.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json_atomic(record, out)
     lines = [
         "# Core evaluators on Fashion-MNIST",
         "",
@@ -130,9 +129,7 @@ def main() -> None:
         )
         lines.append(f"| {row['encoder']} | {row['evaluator']} | {row['seconds']} | {shown} |")
     md = RESULTS / "core_evaluators.md"
-    tmp_md = md.with_suffix(".md.tmp")
-    tmp_md.write_text("\n".join(lines) + "\n")
-    os.replace(tmp_md, md)
+    write_bytes_atomic(("\n".join(lines) + "\n").encode("utf-8"), md)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import json
 import os
 import platform
 import statistics
@@ -45,6 +44,7 @@ from selfsup.builtin.views import NoiseMask
 from selfsup.config import ScheduleConfig, load_config_text
 from selfsup.engine.loop import MiniBatch
 from selfsup.engine.optim import build_scheduler
+from selfsup.engine.results import write_json_atomic
 from selfsup.engine.runner import run_experiment
 from selfsup.engine.seeding import seed_everything
 from torch.utils.data import DataLoader, TensorDataset
@@ -206,7 +206,7 @@ def main() -> None:
         },
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engine_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(record, RESULTS / "engine_overhead.json")
     print(
         f"engine overhead: CPU time {record['overhead_cpu_pct']:+.1f}%, "
         f"wall time {record['overhead_wall_pct']:+.1f}% (ratios of medians over "

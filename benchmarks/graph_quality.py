@@ -221,8 +221,11 @@ def main() -> None:
     }
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "graph_quality.json").write_text(json.dumps(out, indent=2) + "\n")
-    (results / "graph_quality.md").write_text(markdown(table))
+    from selfsup.engine.checkpoint import write_bytes_atomic
+    from selfsup.engine.results import write_json_atomic
+
+    write_json_atomic(out, results / "graph_quality.json")
+    write_bytes_atomic(markdown(table).encode("utf-8"), results / "graph_quality.md")
     print(markdown(table))
 
 

@@ -28,7 +28,9 @@ from typing import Any
 
 import torch
 from selfsup.config import ArmConfig, ComponentRef, TrainConfig
+from selfsup.engine.checkpoint import write_bytes_atomic
 from selfsup.engine.context import RunContext
+from selfsup.engine.results import write_json_atomic
 from selfsup.engine.runtime import Runtime
 from selfsup_graph.encoders import GAT
 from selfsup_graph.objectives.graphmae import GraphMAE
@@ -175,7 +177,7 @@ def main() -> None:
     out["machine"]["load_avg_1min_at_end"] = os.getloadavg()[0]
     results = Path(args.out)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "graph_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_json_atomic(out, results / "graph_speed.json")
     lines = ["| benchmark | threads | s/epoch | notes |", "|---|---|---|---|"]
     for r in out["graphmae_cora_full_batch"]:
         lines.append(
@@ -195,7 +197,7 @@ def main() -> None:
         "\n".join(lines) + f"\n\nLoad average (1 min) at start/end: {load:.1f} / "
         f"{out['machine']['load_avg_1min_at_end']:.1f} on {os.cpu_count()} cores.\n"
     )
-    (results / "graph_speed.md").write_text(md)
+    write_bytes_atomic(md.encode("utf-8"), results / "graph_speed.md")
     print(md)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import statistics
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import torch
 from selfsup.builtin.objectives.infonce import SimCLR
+from selfsup.engine.checkpoint import write_bytes_atomic
+from selfsup.engine.results import write_json_atomic
 from selfsup_vision.datasets import fashion_mnist
 from selfsup_vision.encoders import SmallCNN
 from selfsup_vision.views import SimCLRViews
@@ -86,9 +87,7 @@ def main() -> None:
         print(rows[-1])
     result = {"load_avg_1m_at_end": os.getloadavg()[0], "cpus": os.cpu_count(), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "vision_cpu_speed.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS / "vision_cpu_speed.json")
+    write_json_atomic(result, RESULTS / "vision_cpu_speed.json")
     lines = [
         "| layout | batch | threads | images/s (wall) | images per CPU-second | views share |",
         "|---|---|---|---|---|---|",
@@ -99,9 +98,7 @@ def main() -> None:
             f"| {r['threads']} | {r['images_per_s_wall']:.0f} | {r['images_per_cpu_s']:.0f} "
             f"| {r['views_share']:.1%} |"
         )
-    tmp = RESULTS / "vision_cpu_speed.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS / "vision_cpu_speed.md")
+    write_bytes_atomic(("\n".join(lines) + "\n").encode("utf-8"), RESULTS / "vision_cpu_speed.md")
     print("\n".join(lines))
 
 

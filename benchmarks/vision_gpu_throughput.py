@@ -18,14 +18,14 @@ prints "not measured: no GPU" and writes nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import time
 from pathlib import Path
 
 import torch
 from selfsup.builtin.objectives.infonce import SimCLR
+from selfsup.engine.checkpoint import write_bytes_atomic
+from selfsup.engine.results import write_json_atomic
 from selfsup_vision.timm_encoders import TimmEncoder
 from selfsup_vision.views import SimCLRViews
 
@@ -105,9 +105,7 @@ def main() -> None:
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "vision_gpu_throughput.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS / "vision_gpu_throughput.json")
+    write_json_atomic(result, RESULTS / "vision_gpu_throughput.json")
     lines = [
         f"GPU: {result['gpu']}, bf16 autocast, batch {args.batch}, {args.size}x{args.size}.",
         "",
@@ -119,9 +117,9 @@ def main() -> None:
             f"| {r['model']} | {r['images_per_s']:.0f} | {r['step_s'] * 1e3:.0f} ms "
             f"| {r['views_share']:.1%} | {r['peak_memory_gib']:.1f} GiB |"
         )
-    tmp = RESULTS / "vision_gpu_throughput.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS / "vision_gpu_throughput.md")
+    write_bytes_atomic(
+        ("\n".join(lines) + "\n").encode("utf-8"), RESULTS / "vision_gpu_throughput.md"
+    )
     print("\n".join(lines))
 
 

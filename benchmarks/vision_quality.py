@@ -27,7 +27,6 @@ otherwise idle machine for the recorded table:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -40,6 +39,8 @@ from typing import Any
 import torch
 import yaml
 from selfsup.config import apply_overrides, expand_arms, load_config_text
+from selfsup.engine.checkpoint import write_bytes_atomic
+from selfsup.engine.results import write_json_atomic
 from selfsup.engine.runner import run_experiment
 from selfsup.plugins import get_plugin_manager
 
@@ -172,12 +173,6 @@ def markdown(summary: dict[str, Any], command: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(CONFIG))
@@ -218,9 +213,9 @@ def main() -> None:
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "vision_quality" + (f"_{args.tag}" if args.tag else "")
-    _write(RESULTS / f"{stem}.json", json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(summary, RESULTS / f"{stem}.json")
     md = markdown(summary, command.strip())
-    _write(RESULTS / f"{stem}.md", md)
+    write_bytes_atomic(md.encode("utf-8"), RESULTS / f"{stem}.md")
     print(md)
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
@@ -42,6 +41,8 @@ from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRTransform
 from PIL import Image
 from selfsup.builtin.objectives.infonce import SimCLR, info_nce_terms
+from selfsup.engine.checkpoint import write_bytes_atomic
+from selfsup.engine.results import write_json_atomic
 from selfsup_vision.datasets import fashion_mnist
 from selfsup_vision.encoders import SmallCNN
 from selfsup_vision.views import SimCLRViews
@@ -165,9 +166,7 @@ def main() -> None:
         "augmentation": augmentation_throughput(images, repeats=5),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "vision_vs_lightly.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS / "vision_vs_lightly.json")
+    write_json_atomic(result, RESULTS / "vision_vs_lightly.json")
     lines = [
         "| layout | selfsup step (wall / CPU) | lightly step (wall / CPU) "
         "| ratio wall | ratio CPU |",
@@ -190,9 +189,7 @@ def main() -> None:
         f"({aug['speedup']:.1f}x).",
     ]
     md = "\n".join(lines) + "\n"
-    tmp = RESULTS / "vision_vs_lightly.md.tmp"
-    tmp.write_text(md, encoding="utf-8")
-    os.replace(tmp, RESULTS / "vision_vs_lightly.md")
+    write_bytes_atomic(md.encode("utf-8"), RESULTS / "vision_vs_lightly.md")
     print(md)
 
 
