@@ -28,7 +28,7 @@ from selfsup.builtin.evaluators.rankme import RankMe
 from selfsup.engine.checkpoint import write_bytes_atomic
 from selfsup.engine.results import write_json_atomic
 from selfsup.engine.runtime import Runtime
-from selfsup.interfaces import DataSplits, Encoder, EncoderOutput
+from selfsup.interfaces import DataSplits, Encoder, EncoderOutput, EvalContext
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -95,7 +95,7 @@ def main() -> None:
         encoder.to(runtime.device)
         for ev_name, evaluator in evaluators.items():
             start = time.perf_counter()
-            metrics = evaluator.evaluate(encoder, data, runtime, seed=0)
+            metrics = evaluator.evaluate(encoder, data, EvalContext(runtime=runtime, seed=0))
             seconds = time.perf_counter() - start
             rows.append(
                 {"encoder": enc_name, "evaluator": ev_name, "seconds": round(seconds, 2), **metrics}

@@ -128,7 +128,8 @@ def lbfgs_probe(run_dir: Path, seed: int, pm: Any, datasets: dict[str, Any]) -> 
     import yaml
     from selfsup.builtin.evaluators.linear_probe import LinearProbe
     from selfsup.engine.checkpoint import load_checkpoint
-    from selfsup.engine.runtime import Runtime
+    from selfsup.interfaces import EvalContext
+    from selfsup.runtime import Runtime
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     key = yaml.safe_dump(cfg["data"], sort_keys=True)
@@ -143,7 +144,7 @@ def lbfgs_probe(run_dir: Path, seed: int, pm: Any, datasets: dict[str, Any]) -> 
     encoder.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["encoder"])
     probe = LinearProbe(weight_decays=LBFGS_GRID, standardize="auto")
     runtime = Runtime(device=torch.device("cpu"))
-    return probe.evaluate(encoder, datasets[key], runtime, seed)["linear_acc"]
+    return probe.evaluate(encoder, datasets[key], EvalContext(runtime, seed))["linear_acc"]
 
 
 def add_lbfgs_probe(table: dict[str, Any], runs_dir: Path) -> None:

@@ -141,8 +141,9 @@ def test_list_everything_and_modality_filter() -> None:
             register(EncoderSpec(name="gnn", build="x:z", modality="graph"))
 
     pm = core_manager(("img", Images()))
-    every = json.loads(invoke(pm, "list", "--json").stdout)
+    every = json.loads(invoke(pm, "list", "all", "--json").stdout)
     assert {r["kind"] for r in every} >= {"encoder", "objective", "evaluator", "views", "routine"}
+    assert "img:cnn" in {r["id"] for r in every} and "core:simclr" in {r["id"] for r in every}
     image = [
         r["id"] for r in json.loads(invoke(pm, "list", "encoders", "-m", "image", "--json").stdout)
     ]
@@ -155,6 +156,29 @@ def test_list_unknown_kind_suggests() -> None:
     result = invoke(core_manager(), "list", "encodr")
     assert result.exit_code == 2
     assert "Did you mean 'encoder'?" in result.stderr and "views" in result.stderr
+    other = invoke(core_manager(), "list", "trigger")
+    assert other.exit_code == 2 and "'trigger' is not a known kind" in other.stderr
+    assert "install it" in other.stderr and "transform" in other.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("kinds",)])
+def test_list_without_kind_shows_the_kinds(args) -> None:
+    rows = json.loads(invoke(core_manager(), "list", *args, "--json").stdout)
+    assert [r["kind"] for r in rows] == [
+        "encoder", "objective", "evaluator", "dataset", "views", "routine", "transform"
+    ]  # fmt: skip
+    assert all(r["plugin"] == "core" and r["description"] for r in rows)
+    objective = next(r for r in rows if r["kind"] == "objective")
+    assert objective["record"] == "ObjectiveSpec" and objective["components"] >= 7
+    table = invoke(core_manager(), "list", *args)
+    assert table.exit_code == 0 and "kinds of component" in table.stdout
+    assert "'selfsup list all'" in table.stdout
+
+
+def test_describe_evaluator_shows_ranks() -> None:
+    record = json.loads(invoke(core_manager(), "describe", "core:knn", "--json").stdout)
+    assert record["kind"] == "evaluator" and record["fields"] == {"ranks": "main"}
+    assert "ranks: main" in invoke(core_manager(), "describe", "core:knn").stdout
 
 
 def test_describe_shows_parameters_defaults_and_doc() -> None:
@@ -164,7 +188,8 @@ def test_describe_shows_parameters_defaults_and_doc() -> None:
     assert (record["kind"], record["plugin"], record["modality"]) == ("objective", "core", "any")
     params = {p["name"]: p for p in record["parameters"]}
     assert params["embed_dim"]["set_by_engine"] and not params["embed_dim"]["required"]
-    assert params["temperature"]["annotation"] == "float" and not params["temperature"]["required"]
+    assert params["temperature"]["annotation"].startswith("float")
+    assert not params["temperature"]["required"]
     assert isinstance(params["temperature"]["default"], float)
     assert record["doc"]
     text = invoke(core_manager(), "describe", "core:simclr")
@@ -174,7 +199,7 @@ def test_describe_shows_parameters_defaults_and_doc() -> None:
 def test_describe_keeps_brackets_in_annotations() -> None:
     result = invoke(core_manager(), "describe", "core:knn")
     assert result.exit_code == 0
-    assert "Sequence[int]" in result.stdout  # not eaten as rich markup
+    assert "Sequence[int" in result.stdout  # not eaten as rich markup
 
 
 def test_describe_unknown_id_suggests() -> None:
@@ -198,6 +223,27 @@ def test_describe_unimportable_factory_is_a_clear_error() -> None:
     assert (
         "encoder 'lab:ghost': cannot load its factory 'no_such_module_xyz:Ghost'" in result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("build", "why"),
+    [
+        ("selfsup.builtin.encoders:NoSuchEncoder", "has no attribute 'NoSuchEncoder'"),
+        ("selfsup.builtin.no_such_module:Enc", "no module named 'selfsup.builtin.no_such_module'"),
+    ],
+)
+def test_describe_wrong_build_path_is_a_plugin_bug(build, why) -> None:
+    class Wrong:
+        @hookimpl
+        def register_encoders(self, register):
+            register(EncoderSpec(name="typo", build=build))
+
+    result = invoke(core_manager(("lab", Wrong())), "describe", "lab:typo")
+    assert result.exit_code == 1
+    err = " ".join(result.stderr.split())
+    assert err.startswith("plugin bug: plugin 'lab' registers encoder 'lab:typo' with build")
+    assert why in err and "a bug in plugin 'lab' (selfsup " in err  # distribution, version
+    assert "report it to its authors" in err and "missing dependency" not in err
 
 
 # ------------------------------------------------------------------ check

@@ -68,7 +68,7 @@ def test_plugin_commands_are_added_and_failures_isolated() -> None:
     assert cli.commands["run"].help.startswith("Pretrain and evaluate")
     assert pm.infos["bad"].status == "failed"
     assert "register_commands raised RuntimeError: oops" in pm.infos["bad"].error
-    assert "replaces the built-in command(s) run" in pm.infos["hijack"].error
+    assert "replaces the built-in command 'run'" in pm.infos["hijack"].error
     listing = runner.invoke(cli, ["list", "views"])
     assert listing.exit_code == 0
     lines = [line for line in listing.stderr.splitlines() if "failed to load" in line]
@@ -127,3 +127,22 @@ def test_strict_mode_failure_is_a_clean_error(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("plugin error: plugin 'lab' (lab 1.0) failed to load: boom")
     assert "SELFSUP_STRICT_PLUGINS=1" in err and "Traceback" not in err
+
+
+class WrapsCommands:
+    seen: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def register_commands(self, cli):
+        WrapsCommands.seen.append("before")
+        result = yield
+        WrapsCommands.seen.append(f"after:{'ecg-convert' in cli.commands}")
+        return result
+
+
+def test_register_commands_goes_through_pluggy_so_wrappers_run() -> None:
+    WrapsCommands.seen = []
+    pm = core_manager(("ecg", Commands()), ("wrap", WrapsCommands()))
+    cli = build_cli(pm)
+    assert "ecg-convert" in cli.commands
+    assert WrapsCommands.seen == ["before", "after:True"]

@@ -109,3 +109,50 @@ def test_report_without_matplotlib_says_how_to_install(experiment, monkeypatch) 
         "missing dependency" in result.stderr and "pip install 'selfsup[report]'" in result.stderr
     )
     assert not (experiment / "report.html").exists()
+
+
+def _add_artefacts(run, entries: list[dict]) -> None:
+    results = json.loads((run / "results.json").read_text())
+    results["artefacts"] = entries
+    (run / "results.json").write_text(json.dumps(results))
+
+
+def test_report_links_artefacts_and_shows_images_inline(experiment, tmp_path) -> None:
+    run = experiment / "simclr" / "seed-0"
+    folder = run / "artefacts" / "linear-probe"
+    folder.mkdir(parents=True)
+    (folder / "confusion.csv").write_text("true,0,1\n0,5,1\n1,0,6\n")
+    build_report(experiment)  # any PNG will do as the artefact: take one of its plots
+    (folder / "confusion.png").write_bytes((experiment / "embeddings_pca.png").read_bytes())
+    (tmp_path / "secret.png").write_bytes(b"\x89PNG not for the report")
+    _add_artefacts(
+        run,
+        [
+            {"evaluator": "core:linear-probe", "path": "artefacts/linear-probe/confusion.csv",
+             "kind": "table", "caption": "confusion <test>"},
+            {"evaluator": "core:linear-probe", "path": "artefacts/linear-probe/confusion.png",
+             "kind": "image", "caption": "confusion matrix"},
+            {"evaluator": "lab:roc", "path": "artefacts/roc/gone.json", "kind": "curve"},
+            {"evaluator": "lab:evil", "path": "../../../../secret.png", "kind": "image"},
+        ],
+    )  # fmt: skip
+    html = build_report(experiment, out_dir=tmp_path / "out").read_text()
+    assert "<h2>Artefacts</h2>" in html and "<h3>simclr/seed-0</h3>" in html
+    # links are relative to the report's folder
+    assert 'href="../runs/demo/simclr/seed-0/artefacts/linear-probe/confusion.csv"' in html
+    assert "confusion &lt;test&gt;" in html  # captions are escaped
+    assert html.count("data:image/png;base64,") == 4  # 3 plots + the confusion matrix inline
+    assert 'alt="confusion matrix"' in html
+    assert 'gone.json <span class="dim">(missing)</span>' in html
+    assert "secret" not in html  # a path outside the run directory is ignored
+
+
+def test_report_plots_embeddings_saved_without_labels(tmp_path) -> None:
+    root = tmp_path / "runs" / "seg"
+    write_run(root, "mae", 0, 0.5)
+    run = root / "mae" / "seed-0"
+    feats = np.random.default_rng(0).normal(size=(40, 8)).astype("float32")
+    np.savez(run / "embeddings.npz", features=feats, split=np.array("test"))  # no labels
+    target = build_report(root)
+    assert (root / "embeddings_pca.png").read_bytes().startswith(b"\x89PNG")
+    assert target.read_text().count("data:image/png;base64,") == 3

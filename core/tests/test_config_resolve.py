@@ -113,8 +113,11 @@ def test_per_arm_problem(pm) -> None:
 
 def test_wrong_types_and_literals(pm) -> None:
     msg = problems(pm, ("encoder.params.width=wide", "encoder.params.act=tanh"))
-    assert "encoder.params.width = 'wide': expected int, got str" in msg
-    assert "encoder.params.act = 'tanh': expected one of 'relu', 'gelu'" in msg
+    assert (
+        "encoder.params.width = 'wide': Input should be a valid integer, got str (allowed: int)"
+        in msg
+    )
+    assert "encoder.params.act = 'tanh': Input should be 'relu' or 'gelu'" in msg
 
 
 def test_required_param_missing(pm) -> None:
@@ -163,10 +166,14 @@ def test_failed_plugin_is_named_in_unknown_id(selfsup_pm, register_plugin) -> No
 def test_annotation_problem_best_effort() -> None:
     assert annotation_problem(int, 3) is None
     assert annotation_problem(float, 3) is None
-    assert annotation_problem(int, True) == "expected int, got bool"
+    assert annotation_problem(int, True) == (
+        "Input should be a valid integer, got bool (allowed: int)"
+    )
     assert annotation_problem(list[int], [1, 2]) is None
-    assert annotation_problem(tuple[int, ...], [1, "x"]) is not None
+    assert annotation_problem(tuple[int, ...], [1, "x"]) == (
+        "[1]: Input should be a valid integer, got str (allowed: tuple[int, ...])"
+    )
     assert annotation_problem(int | None, None) is None
-    assert annotation_problem("SomeClass", 3) is None  # unknown: accepted
+    assert annotation_problem("SomeClass", 3) is None  # unevaluated: accepted
     assert annotation_problem(dict[str, int], {"a": 1}) is None
     assert annotation_problem(dict, [1]) is not None

@@ -157,7 +157,7 @@ class Align(Objective):
         super().__init__()
         self.head = nn.Linear(embed_dim, 8)
 
-    def forward(self, encoder: nn.Module, views) -> ObjectiveOutput:
+    def forward(self, encoder: nn.Module, views, meta=None) -> ObjectiveOutput:
         a, b = (self.head(encoder(v).pooled) for v in views)
         return ObjectiveOutput(loss=(a - b).pow(2).sum(1).mean(), metrics={"gap": a.std()})
 
@@ -184,7 +184,7 @@ def _ctx(tmp_path: Path, data: DataSplits, **train) -> RunContext:
         runtime=Runtime(device=torch.device("cpu")),
         encoder=encoder,
         objective=Align(8),
-        views=lambda x: x,
+        views=lambda x, meta=None: x,
         data=data,
     )
 
@@ -265,9 +265,9 @@ class NanAfter(Align):
         self.after = after
         self.calls = 0
 
-    def forward(self, encoder: nn.Module, views) -> ObjectiveOutput:
+    def forward(self, encoder: nn.Module, views, meta=None) -> ObjectiveOutput:
         self.calls += 1
-        out = super().forward(encoder, views)
+        out = super().forward(encoder, views, meta)
         if self.calls > self.after:
             out.loss = out.loss * float("nan")
         return out

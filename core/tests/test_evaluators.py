@@ -12,8 +12,8 @@ from selfsup.builtin.evaluators.clustering import KMeansClustering
 from selfsup.builtin.evaluators.knn import KNN
 from selfsup.builtin.evaluators.linear_probe import DEFAULT_WEIGHT_DECAYS, LinearProbe
 from selfsup.builtin.evaluators.rankme import RankMe
-from selfsup.engine.runtime import Runtime
-from selfsup.interfaces import DataSplits, Encoder, EncoderOutput
+from selfsup.interfaces import DataSplits, Encoder, EncoderOutput, EvalContext
+from selfsup.runtime import Runtime
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -28,6 +28,11 @@ from threadpoolctl import ThreadpoolController  # noqa: E402
 _single_threaded = ThreadpoolController().wrap(limits=1)
 
 CPU = Runtime(device=torch.device("cpu"))
+
+
+def cpu_ctx(seed: int = 0, views=None, run_dir=None) -> EvalContext:
+    """The evaluation context of a CPU run (no run directory: no artefacts written)."""
+    return EvalContext(runtime=CPU, seed=seed, views=views, run_dir=run_dir)
 
 
 class Flatten(Encoder):
@@ -110,7 +115,7 @@ def sklearn_probe(x, y) -> float:
 
 def test_linear_probe_on_digits_matches_sklearn(digits):
     x, y = digits
-    out = LinearProbe().evaluate(Flatten(), make_splits(x, y), CPU, seed=0)
+    out = LinearProbe().evaluate(Flatten(), make_splits(x, y), cpu_ctx(0))
     assert set(out) == {
         "linear_acc",
         "linear_val_acc",
@@ -130,28 +135,29 @@ def test_linear_probe_on_digits_matches_sklearn(digits):
     default_acc = default.score(scaler.transform(x[b:].flatten(1)), y[b:])
     assert abs(out["linear_acc"] - default_acc) <= 0.015
     # and clearly beats a collapsed encoder (chance level, ~0.1)
-    collapsed = LinearProbe(weight_decays=[1e-3]).evaluate(Constant(), make_splits(x, y), CPU)
+    collapsed = LinearProbe(weight_decays=[1e-3]).evaluate(Constant(), make_splits(x, y), cpu_ctx())
     assert collapsed["linear_acc"] < 0.2
 
 
 def test_linear_probe_carves_validation_and_reports_on_val(digits):
     x, y = digits
-    no_val = LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False), CPU, seed=1)
+    no_val = LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False), cpu_ctx(1))
     assert no_val["linear_acc"] >= 0.93
-    full_grid = LinearProbe(patience=None).evaluate(Flatten(), make_splits(x, y, val=False), CPU, 1)
+    no_val_splits = make_splits(x, y, val=False)
+    full_grid = LinearProbe(patience=None).evaluate(Flatten(), no_val_splits, cpu_ctx(1))
     assert full_grid == no_val  # stopping the grid walk early lost nothing here
-    no_test = LinearProbe().evaluate(Flatten(), make_splits(x, y, test=False), CPU, seed=1)
+    no_test = LinearProbe().evaluate(Flatten(), make_splits(x, y, test=False), cpu_ctx(1))
     assert "linear_acc" not in no_test and no_test["linear_acc_on_val"] >= 0.93
     with pytest.raises(ValueError, match="held-out split"):
-        LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False, test=False), CPU)
+        LinearProbe().evaluate(Flatten(), make_splits(x, y, val=False, test=False), cpu_ctx())
 
 
 def test_linear_probe_standardize_modes(digits):
     x, y = digits
     splits = make_splits(x, y)
-    scaled = LinearProbe(standardize=True).evaluate(Flatten(), splits, CPU)
-    raw = LinearProbe(standardize=False).evaluate(Flatten(), splits, CPU)
-    auto = LinearProbe(standardize="auto").evaluate(Flatten(), splits, CPU)
+    scaled = LinearProbe(standardize=True).evaluate(Flatten(), splits, cpu_ctx())
+    raw = LinearProbe(standardize=False).evaluate(Flatten(), splits, cpu_ctx())
+    auto = LinearProbe(standardize="auto").evaluate(Flatten(), splits, cpu_ctx())
     assert raw["linear_standardized"] == 0.0 and raw["linear_acc"] >= 0.9
     # raw 0..16 pixel intensities need a different weight decay than unit-variance ones
     assert raw["linear_weight_decay"] != scaled["linear_weight_decay"]
@@ -169,7 +175,7 @@ def test_linear_probe_adam_solver_is_the_early_stopped_reference_protocol(digits
     a, b = int(0.6 * n), int(0.8 * n)
     flat = x.flatten(1).float()
     probe = LinearProbe(solver="adam", weight_decays=[1e-4], lr=0.01, epochs=100, standardize=False)
-    out = probe.evaluate(Flatten(), make_splits(x, y), CPU, seed=3)
+    out = probe.evaluate(Flatten(), make_splits(x, y), cpu_ctx(3))
 
     torch.manual_seed(3)
     layer = nn.Linear(64, 10)
@@ -215,33 +221,30 @@ def test_evaluators_use_overridden_embed_for_mask_splits(digits):
         meta={"train_mask": train_mask, "test_mask": test_mask},
     )
     plain = make_splits(x, y, val=False)
-    probe = LinearProbe(weight_decays=[1e-3, 1e-2])
-    assert probe.evaluate(Flatten(), masked, CPU) == probe.evaluate(Flatten(), plain, CPU)
-    assert KNN(k=10).evaluate(Flatten(), masked, CPU) == KNN(k=10).evaluate(Flatten(), plain, CPU)
-    km = KMeansClustering(n_init=2)
-    assert km.evaluate(Flatten(), masked, CPU) == km.evaluate(Flatten(), plain, CPU)
-    assert RankMe().evaluate(Flatten(), masked, CPU) == RankMe().evaluate(Flatten(), plain, CPU)
+    evaluators = [LinearProbe(weight_decays=[1e-3, 1e-2]), KNN(k=10), KMeansClustering(n_init=2)]
+    for ev in [*evaluators, RankMe()]:
+        assert ev.evaluate(Flatten(), masked, cpu_ctx()) == ev.evaluate(Flatten(), plain, cpu_ctx())
     with pytest.raises(ValueError, match="split='val'"):
-        RankMe(split="val").evaluate(Flatten(), masked, CPU)
+        RankMe(split="val").evaluate(Flatten(), masked, cpu_ctx())
 
 
 def test_knn_on_digits(digits):
     x, y = digits
-    out = KNN().evaluate(Flatten(), make_splits(x, y), CPU, seed=0)
+    out = KNN().evaluate(Flatten(), make_splits(x, y), cpu_ctx(0))
     assert out["knn_acc"] >= 0.95
     assert out["knn_k"] in (10, 20, 50, 100, 200)
-    fixed = KNN(k=5).evaluate(Flatten(), make_splits(x, y), CPU)
+    fixed = KNN(k=5).evaluate(Flatten(), make_splits(x, y), cpu_ctx())
     assert fixed["knn_k"] == 5 and fixed["knn_acc"] >= 0.95
     # a random-init encoder loses accuracy; a collapsed one is at chance
-    assert KNN(k=20).evaluate(Constant(), make_splits(x, y), CPU)["knn_acc"] < 0.2
+    assert KNN(k=20).evaluate(Constant(), make_splits(x, y), cpu_ctx())["knn_acc"] < 0.2
     # grid values above the bank size are clipped to it
     small = make_splits(x[:300], y[:300])
-    assert KNN(k_grid=[10, 5000]).evaluate(Flatten(), small, CPU)["knn_k"] <= 180
+    assert KNN(k_grid=[10, 5000]).evaluate(Flatten(), small, cpu_ctx())["knn_k"] <= 180
 
 
 def test_kmeans_on_digits_beats_random_labels(digits):
     x, y = digits
-    out = KMeansClustering(n_init=3).evaluate(Flatten(), make_splits(x, y), CPU, seed=0)
+    out = KMeansClustering(n_init=3).evaluate(Flatten(), make_splits(x, y), cpu_ctx(0))
     rng = np.random.default_rng(0)
     y_test = y[int(0.8 * len(y)) :].numpy()
     random_labels = rng.integers(0, 10, size=len(y_test))
@@ -249,15 +252,15 @@ def test_kmeans_on_digits_beats_random_labels(digits):
     base_ari = adjusted_rand_score(y_test, random_labels)
     assert out["kmeans_nmi"] > base_nmi + 0.5
     assert out["kmeans_ari"] > base_ari + 0.4
-    again = KMeansClustering(n_init=3).evaluate(Flatten(), make_splits(x, y), CPU, seed=0)
+    again = KMeansClustering(n_init=3).evaluate(Flatten(), make_splits(x, y), cpu_ctx(0))
     assert again == out  # seeded
 
 
 def test_rankme_random_init_vs_collapsed(digits):
     x, y = digits
     data = make_splits(x, y)
-    random_init = RankMe().evaluate(RandomLinear(32), data, CPU)["rankme"]
-    collapsed = RankMe().evaluate(Constant(), data, CPU)["rankme"]
+    random_init = RankMe().evaluate(RandomLinear(32), data, cpu_ctx())["rankme"]
+    collapsed = RankMe().evaluate(Constant(), data, cpu_ctx())["rankme"]
     assert collapsed == pytest.approx(1.0, abs=1e-3)
     assert random_init > 5.0
     assert random_init <= 32.0
@@ -267,19 +270,19 @@ def test_alignment_uniformity(digits):
     x, y = digits
     data = make_splits(x, y)
     ev = AlignmentUniformity(max_items=300)
-    same = ev.evaluate(Flatten(), data, CPU, views=lambda b: [b, b])
+    same = ev.evaluate(Flatten(), data, cpu_ctx(views=lambda b: [b, b]))
     assert same["alignment"] == pytest.approx(0.0, abs=1e-7)
     assert -4.0 <= same["uniformity"] < -0.1  # spread out, and log E exp(-2 d^2) >= -4
-    single = ev.evaluate(Flatten(), data, CPU, views=lambda b: [b])  # one view per call
+    single = ev.evaluate(Flatten(), data, cpu_ctx(views=lambda b: [b]))  # one view per call
     assert single["alignment"] == pytest.approx(0.0, abs=1e-7)
 
     def noisy(sigma):
         return lambda b: [b + sigma * torch.randn_like(b) for _ in range(2)]
 
-    low = ev.evaluate(Flatten(), data, CPU, seed=0, views=noisy(1.0))["alignment"]
-    high = ev.evaluate(Flatten(), data, CPU, seed=0, views=noisy(8.0))["alignment"]
+    low = ev.evaluate(Flatten(), data, cpu_ctx(0, views=noisy(1.0)))["alignment"]
+    high = ev.evaluate(Flatten(), data, cpu_ctx(0, views=noisy(8.0)))["alignment"]
     assert 0.0 < low < high
-    collapsed = ev.evaluate(Constant(), data, CPU, views=noisy(1.0))
+    collapsed = ev.evaluate(Constant(), data, cpu_ctx(views=noisy(1.0)))
     assert collapsed["uniformity"] == pytest.approx(0.0, abs=1e-9)
     assert collapsed["alignment"] == pytest.approx(0.0, abs=1e-9)
 
@@ -287,11 +290,11 @@ def test_alignment_uniformity(digits):
 def test_alignment_needs_views(digits):
     x, y = digits
     ev = AlignmentUniformity()
-    assert "views" in inspect.signature(ev.evaluate).parameters
-    with pytest.raises(ValueError, match="view maker"):
-        ev.evaluate(Flatten(), make_splits(x, y), CPU)
+    assert list(inspect.signature(ev.evaluate).parameters) == ["encoder", "data", "ctx"]
+    with pytest.raises(ValueError, match=r"view maker.*ctx\.views is None"):
+        ev.evaluate(Flatten(), make_splits(x, y), cpu_ctx())
     with pytest.raises(ValueError, match="returns a dict"):
-        ev.evaluate(Flatten(), make_splits(x, y), CPU, views=lambda b: {"input": b, "mask": b})
+        ev.evaluate(Flatten(), make_splits(x, y), cpu_ctx(views=lambda b: {"input": b, "mask": b}))
 
 
 @pytest.mark.parametrize(
@@ -301,18 +304,21 @@ def test_alignment_needs_views(digits):
 )
 def test_label_based_evaluators_reject_unlabelled_data(digits, evaluator):
     x, y = digits
-    with pytest.raises(ValueError, match="num_classes=0"):
-        evaluator.evaluate(Flatten(), make_splits(x, y, num_classes=0), CPU)
+    with pytest.raises(ValueError, match=r"task is 'none' \(DataSplits.task, num_classes=0\)"):
+        evaluator.evaluate(Flatten(), make_splits(x, y, num_classes=0), cpu_ctx())
+    with pytest.raises(ValueError, match="declares num_classes=0"):  # a class task, no classes
+        unlabelled = make_splits(x, y, num_classes=0).replace(task="classification")
+        evaluator.evaluate(Flatten(), unlabelled, cpu_ctx())
     with pytest.raises(ValueError, match="label -1"):
-        evaluator.evaluate(Flatten(), make_splits(x, torch.full_like(y, -1)), CPU)
+        evaluator.evaluate(Flatten(), make_splits(x, torch.full_like(y, -1)), cpu_ctx())
     with pytest.raises(ValueError, match="num_classes=5"):
-        evaluator.evaluate(Flatten(), make_splits(x, y, num_classes=5), CPU)
+        evaluator.evaluate(Flatten(), make_splits(x, y, num_classes=5), cpu_ctx())
 
 
 def test_rankme_needs_no_labels(digits):
     x, y = digits
     data = make_splits(x, torch.full_like(y, -1), num_classes=0)
-    assert RankMe(max_items=500).evaluate(Flatten(), data, CPU)["rankme"] > 5.0
+    assert RankMe(max_items=500).evaluate(Flatten(), data, cpu_ctx())["rankme"] > 5.0
 
 
 def test_nan_embeddings_are_reported(digits):
@@ -320,7 +326,7 @@ def test_nan_embeddings_are_reported(digits):
     bad = x.clone()
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
-        KNN().evaluate(Flatten(), make_splits(bad, y), CPU)
+        KNN().evaluate(Flatten(), make_splits(bad, y), cpu_ctx())
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from selfsup import (
+    ComponentSpec,
     DatasetSpec,
     EncoderSpec,
     EvaluatorSpec,
+    KindSpec,
     ObjectiveSpec,
     RoutineSpec,
+    TransformSpec,
     ViewSpec,
     hookimpl,
     hookspecs,
@@ -89,6 +92,21 @@ class Recorder:
         register(RoutineSpec(name="loop", build="selfsup.engine.loop:MiniBatch"))
 
     @hookimpl
+    def register_transforms(self, register):
+        CALLS["register_transforms"].append({})
+        register(TransformSpec(name="subsample", build="selfsup.builtin.transforms:Subsample"))
+
+    @hookimpl
+    def register_kinds(self, register):
+        CALLS["register_kinds"].append({})
+        register(KindSpec(name="rec-kind", description="A kind the recorder opens."))
+
+    @hookimpl
+    def register_components(self, register):
+        CALLS["register_components"].append({})
+        register(ComponentSpec(kind="rec-kind", name="thing", build="selfsup.builtin.encoders:MLP"))
+
+    @hookimpl
     def register_commands(self, cli):
         import click
 
@@ -119,6 +137,20 @@ class Recorder:
     @hookimpl
     def run_finished(self, run_dir, results):
         CALLS["run_finished"].append({"run_dir": run_dir, "results": results})
+
+
+def test_every_registration_hook_is_called_when_the_registry_builds(
+    selfsup_pm, register_plugin
+) -> None:
+    CALLS.clear()
+    info = register_plugin(Recorder(), name="rec")
+    assert info.status == "active", info.error
+    registration = [h for h in HOOKS if h.startswith("register_") and h != "register_commands"]
+    assert sorted(CALLS) == registration
+    assert len(registration) == 9  # the six typed hooks, transforms, kinds, components
+    assert selfsup_pm.get("transform", "rec:subsample").kind == "transform"
+    assert selfsup_pm.registry.kinds()["rec-kind"].plugin == "rec"
+    assert [s.id for s in selfsup_pm.registry.list("rec-kind")] == ["rec:thing"]
 
 
 @pytest.mark.heavy

@@ -15,8 +15,9 @@ from selfsup.builtin.objectives import (
     negative_cosine,
     vicreg_loss,
 )
+from selfsup.builtin.objectives.byol import BYOL
 from selfsup.builtin.objectives.ema import cosine_momentum
-from selfsup.interfaces import Encoder, EncoderOutput, Objective
+from selfsup.interfaces import Encoder, EncoderOutput, Objective, ObjectiveOutput
 from selfsup.plugins import PluginManager
 from torch import nn
 
@@ -184,6 +185,41 @@ def test_ema_teacher_moves_after_step_and_is_not_trained(manager: PluginManager,
         torch.testing.assert_close(new, expected, rtol=1e-5, atol=1e-7)
     moved = sum(int(not torch.equal(old[id(p)], p)) for p in teacher)
     assert moved > len(teacher) // 2
+
+
+def test_teacher_student_objectives_nest(manager: PluginManager) -> None:
+    """BYOL holding DINO (both with EMA teachers): each hook reaches both teachers."""
+    torch.manual_seed(0)
+
+    class BYOLWithDINO(BYOL):
+        def __init__(self, embed_dim: int) -> None:
+            super().__init__(embed_dim, hidden_dim=16, proj_dim=8)
+            self.aux = nn.ModuleList([_build(manager, "core:dino", embed_dim=embed_dim)])
+
+        def forward(self, encoder, views, meta=None):
+            out = super().forward(encoder, views[:2], meta)
+            aux = self.aux[0](encoder, views, meta)
+            return ObjectiveOutput(loss=out.loss + aux.loss)
+
+    obj, enc = BYOLWithDINO(DIM), TinyEncoder()
+    dino = obj.aux[0]
+    assert list(obj.sub_objectives()) == [dino]
+    obj.attach(enc)
+    assert obj.teacher.attached and dino.teacher.attached  # attach reached the inner one
+    teachers = {id(p) for t in (obj.teacher, dino.teacher) for p in t.parameters()}
+    trained = {id(p) for p in obj.student_parameters()}
+    assert not trained & teachers
+    assert {id(p) for p in [*obj.projector.parameters(), *dino.head.parameters()]} <= trained
+    opt = torch.optim.SGD([*enc.parameters(), *obj.student_parameters()], lr=0.5)
+    before = [p.detach().clone() for p in dino.teacher.encoder.parameters()]
+    obj(enc, _views("core:dino")).loss.backward()
+    opt.step()
+    obj.on_step_end(3, 10)  # reaches the inner DINO: its EMA and its temperature schedule
+    assert int(dino.step) == 3 and int(dino.total_steps) == 10
+    assert float(dino.teacher.momentum) == pytest.approx(cosine_momentum(3, 10, 0.996))
+    assert float(obj.teacher.momentum) == pytest.approx(cosine_momentum(3, 10, 0.996))
+    after = list(dino.teacher.encoder.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
 PAIR_LOSSES = {

@@ -326,6 +326,82 @@ def test_failing_event_sink_warns_once_and_strict_raises(selfsup_pm) -> None:
         caught[0].message
     )
     selfsup_pm.strict = True
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(PluginLoadError) as raised:  # names the plugin and the hook
         selfsup_pm.emit("step_finished", run_dir="r", step=4, metrics={})
+    assert "plugin 'sink'" in str(raised.value)
+    assert "hook step_finished raised OSError: disk full" in str(raised.value)
+    assert isinstance(raised.value.__cause__, OSError)
     selfsup_pm.unregister("sink")
+
+
+# ------------------------------------------------------------------ the name "core"
+
+
+def test_a_third_party_core_entry_point_is_refused_and_the_real_core_stays(eps) -> None:
+    impostor = FakeEntryPoint("core", good_module("evil.plugin"), ("evil-core", "6.6"))
+    eps.append(impostor)
+    pm, warned = load()
+    assert impostor.loads == 0  # never imported
+    assert_core_works(pm)
+    assert pm.infos["core"].distribution == "selfsup"
+    failed = pm.failed()
+    assert [i.name for i in failed] == ["core@evil-core"]
+    assert len(warned) == 1 and warned[0] == failed[0].one_line_error()
+    line = warned[0]
+    assert "(evil-core 6.6)" in line and "reserved for selfsup's own core plugin" in line
+    assert line.endswith("[silence with pip uninstall evil-core]")
+    assert "evil-core" not in pm.registry.plugins and "good" not in pm.registry.plugins
+
+
+def test_disabling_core_is_honoured_even_with_an_impostor(eps, monkeypatch) -> None:
+    impostor = FakeEntryPoint("core", good_module("evil.plugin"), ("evil-core", "6.6"))
+    eps.extend([impostor, FakeEntryPoint("good", good_module(), ("g", "1"))])
+    monkeypatch.setenv("SELFSUP_DISABLE_PLUGINS", "core")
+    pm, _ = load()
+    assert pm.infos["core"].status == "disabled" and pm.infos["core"].distribution == "selfsup"
+    assert impostor.loads == 0
+    assert pm.registry.plugins == {"good"}  # the impostor did not take core's place
+
+
+# ------------------------------------------------------------------ lazy build paths
+
+
+def spec_for(build: str) -> EncoderSpec:
+    from dataclasses import replace
+
+    return replace(EncoderSpec(name="enc", build=build), plugin="lab")
+
+
+@pytest.mark.parametrize(
+    ("build", "why"),
+    [
+        ("selfsup.builtin.encoders:NoSuch", "module 'selfsup.builtin.encoders' has no attribute"),
+        ("selfsup.builtin.nope:Enc", "no module named 'selfsup.builtin.nope'"),
+        ("selfsup.builtin.encoders", "not of the form 'package.module:attribute'"),
+    ],
+)
+def test_a_wrong_build_path_is_a_plugin_bug(build, why) -> None:
+    from selfsup.specs import PluginBugError
+
+    with pytest.raises(PluginBugError) as raised:
+        spec_for(build).load()
+    text = str(raised.value)
+    assert text.startswith(f"plugin 'lab' registers encoder 'lab:enc' with build {build!r}")
+    assert why in text
+    assert "a bug in plugin 'lab'" in text and "report it to its authors" in text
+
+
+def test_a_missing_third_party_module_stays_a_missing_dependency(tmp_path, monkeypatch) -> None:
+    from selfsup.specs import PluginBugError
+
+    (tmp_path / "lab_needs_dep.py").write_text("import no_such_dependency_xyz\nEnc = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for build, missing in [
+        ("lab_needs_dep:Enc", "no_such_dependency_xyz"),  # the module imports a missing one
+        ("torch_geometric_xyz.nn:GIN", "torch_geometric_xyz"),  # names a missing package
+    ]:
+        with pytest.raises(ImportError) as raised:
+            spec_for(build).load()
+        assert not isinstance(raised.value, PluginBugError)
+        assert f"cannot load its factory {build!r}" in str(raised.value)
+        assert f"No module named '{missing}'" in str(raised.value)

@@ -20,6 +20,7 @@ from selfsup import (
     ViewSpec,
     hookimpl,
 )
+from selfsup.interfaces import BatchMeta, Objective
 from selfsup.testing import (
     check_dataset,
     check_encoder,
@@ -74,13 +75,15 @@ def test_check_encoder_catches_a_detached_output() -> None:
         check_encoder(spec(EncoderSpec, Detached), torch.randn(4, 12))
 
 
-class Align(nn.Module):
+class Align(Objective):
     def __init__(self, embed_dim: int, detach: bool = False):
         super().__init__()
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.detach = detach
+        self.metas: list[BatchMeta | None] = []
 
-    def forward(self, encoder, views):
+    def forward(self, encoder, views, meta=None):
+        self.metas.append(meta)
         a, b = (encoder(v).pooled for v in views)
         if self.detach:
             a, b = a.detach(), b.detach()
@@ -93,30 +96,64 @@ class Align(nn.Module):
 
 def test_check_objective() -> None:
     views = [torch.randn(4, 12), torch.randn(4, 12)]
-    _, out = check_objective(spec(ObjectiveSpec, Align), Flat(), views)
+    objective, out = check_objective(spec(ObjectiveSpec, Align), Flat(), views)
     assert set(out.scalars()) == {"loss", "gap"}
+    # The objective is called with a BatchMeta of the batch's items (arange(B), no flags).
+    (meta,) = objective.metas
+    assert isinstance(meta, BatchMeta) and meta.index.tolist() == [0, 1, 2, 3]
+    assert meta.flags == {} and meta.labels is None
     with pytest.raises(AssertionError, match="does not reach the encoder"):
         check_objective(spec(ObjectiveSpec, Align), Flat(), views, detach=True)
 
+    class Plain(nn.Module):  # the old contract: a plain module without attach
+        def __init__(self, embed_dim: int):
+            super().__init__()
+
+    with pytest.raises(AssertionError, match=r"must return a selfsup\.interfaces\.Objective"):
+        check_objective(spec(ObjectiveSpec, Plain), Flat(), views)
+
+    class NoMeta(Align):
+        def forward(self, encoder, views):
+            return super().forward(encoder, views)
+
+    with pytest.raises(AssertionError, match=r"declare forward\(self, encoder, views, meta"):
+        check_objective(spec(ObjectiveSpec, NoMeta), Flat(), views)
+
 
 def test_check_views() -> None:
+    seen: list[BatchMeta | None] = []
+
     def good(**_):
-        return lambda x: [x + 1, x - 1]
+        return lambda x, meta=None: seen.append(meta) or [x + 1, x - 1]
 
     def in_place(**_):
-        return lambda x: [x.mul_(2)]
+        return lambda x, meta=None: [x.mul_(2)]
 
     def shrinking(**_):
-        return lambda x: [x[:2]]
+        return lambda x, meta=None: [x[:2]]
+
+    def meta_only(**_):
+        return lambda x, meta: [x + 1]
 
     assert len(check_views(spec(ViewSpec, good), torch.randn(4, 5))) == 2
+    # Called once as evaluators do (no meta), once as training does (a BatchMeta).
+    assert seen[0] is None and isinstance(seen[1], BatchMeta)
+    assert seen[1].index.tolist() == [0, 1, 2, 3]
+    with pytest.raises(AssertionError, match=r"declare __call__\(self, batch, meta=None\)"):
+        check_views(spec(ViewSpec, meta_only), torch.randn(4, 5))
+
+    def old_signature(**_):
+        return lambda x: [x + 1]
+
+    with pytest.raises(AssertionError, match="cannot be called with 2 argument"):
+        check_views(spec(ViewSpec, old_signature), torch.randn(4, 5))
     with pytest.raises(AssertionError, match="modified its input"):
         check_views(spec(ViewSpec, in_place), torch.randn(4, 5))
     with pytest.raises(AssertionError, match="changes the batch size"):
         check_views(spec(ViewSpec, shrinking), torch.randn(4, 5))
 
     def dict_in_place(**_):
-        def make(batch):
+        def make(batch, meta=None):
             batch["x"][0] = 0.0
             return [batch["x"]]
 
@@ -155,7 +192,7 @@ def test_check_evaluator() -> None:
         def __init__(self, value: float = 1.0):
             self.value = value
 
-        def evaluate(self, encoder, data, runtime, seed=0):
+        def evaluate(self, encoder, data, ctx):
             return {"score": self.value}
 
     data = DataSplits(train=[(torch.randn(12), 0)])
@@ -164,11 +201,11 @@ def test_check_evaluator() -> None:
         check_evaluator(spec(EvaluatorSpec, Const), Flat(), data, value=float("inf"))
 
 
-def test_check_evaluator_passes_views_to_evaluators_that_take_them() -> None:
+def test_check_evaluator_passes_views_in_the_context() -> None:
     class Pairs:
-        def evaluate(self, encoder, data, runtime, seed=0, views=None):
-            assert views is not None, "views were not passed"
-            a, b = views(torch.ones(2, 12))
+        def evaluate(self, encoder, data, ctx):
+            assert ctx.views is not None, "views were not passed"
+            a, b = ctx.views(torch.ones(2, 12))
             return {"gap": float((a - b).abs().sum())}
 
     def jitter(x):

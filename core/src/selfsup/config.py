@@ -53,9 +53,11 @@ __all__ = [
     "ArmConfig",
     "ComponentRef",
     "ConfigError",
+    "DataRef",
     "ExperimentConfig",
     "TrainConfig",
     "apply_overrides",
+    "baseline_of",
     "expand_arms",
     "load_config",
     "load_config_text",
@@ -104,6 +106,17 @@ class ComponentRef(_Strict):
     def _plain_data(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_plain(value, "params")
         return value
+
+
+class DataRef(ComponentRef):
+    """The dataset by id, with the transforms applied after loading, in order.
+
+    Written ``{id: vision:digits, params: {...}, transforms: [core:subsample, ...]}``;
+    each transform is a component reference of kind ``transform`` (poisoning, label
+    noise, subsampling), applied with the run's seed before views.
+    """
+
+    transforms: list[ComponentRef] = Field(default_factory=list)
 
 
 class OptimizerConfig(_Strict):
@@ -167,7 +180,7 @@ class ArmConfig(_Strict):
     """One fully resolved arm: what a single training run (per seed) uses."""
 
     name: str
-    data: ComponentRef
+    data: DataRef
     encoder: ComponentRef
     views: ComponentRef | None = None
     objective: ComponentRef | None = None
@@ -197,7 +210,7 @@ class ExperimentConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str = "runs"
     baseline: bool = True
-    data: ComponentRef | None = None
+    data: DataRef | None = None
     encoder: ComponentRef | None = None
     views: ComponentRef | None = None
     objective: ComponentRef | None = None
@@ -262,7 +275,9 @@ def _allowed_keys(loc: Sequence[Any], prefix: str) -> str:
         "schedule": ScheduleConfig,
     }
     parent = str(loc[-2]) if len(loc) > 1 else ""
-    model = models.get(parent) or (ComponentRef if parent in _BASE_KEYS else None)
+    model = models.get(parent) or (
+        DataRef if parent == "data" else ComponentRef if parent in _BASE_KEYS else None
+    )
     if model is None and len(loc) > 1 and isinstance(loc[-2], int):
         model = ComponentRef
     if model is None:
@@ -464,13 +479,32 @@ def expand_arms(cfg: ExperimentConfig, source: str = "<config>") -> list[ArmConf
     if cfg.baseline:
         seen: set[str] = set()
         for arm in list(arms):
-            key = yaml.safe_dump([arm.data.model_dump(), arm.encoder.model_dump()])
+            key = _baseline_key(arm)
             if key in seen or not arm.pretrains:
                 continue
             seen.add(key)
             name = "random-init" if not seen - {key} else f"random-init[{arm.name}]"
             arms.append(arm.model_copy(update={"name": name, "objective": None}))
     return arms
+
+
+def _baseline_key(arm: ArmConfig) -> str:
+    """Arms with the same data (and transforms) and encoder share a random-init baseline."""
+    return yaml.safe_dump([arm.data.model_dump(), arm.encoder.model_dump()])
+
+
+def baseline_of(arms: Sequence[ArmConfig]) -> dict[str, str]:
+    """Each pretraining arm's name -> the name of its own random-init baseline arm.
+
+    The baselines are the arms :func:`expand_arms` adds with ``baseline: true``: no
+    objective, the same data and encoder. Arms without one are left out.
+    """
+    baselines = {_baseline_key(a): a.name for a in arms if a.objective is None}
+    return {
+        a.name: baselines[_baseline_key(a)]
+        for a in arms
+        if a.pretrains and _baseline_key(a) in baselines
+    }
 
 
 def _validate_arm(data: dict[str, Any], source: str, where: str) -> ArmConfig:

@@ -13,9 +13,18 @@ The entry-point name (``ecg``) is the plugin's name and the prefix of its ids
 frozen records of :mod:`selfsup.specs`; factories are referenced lazily so that
 ``selfsup plugins`` and ``selfsup list`` never import a plugin's heavy stack.
 
-Run-event hooks are called on every rank's main process (``rank == 0`` only, unless
-stated otherwise) with plain Python values, so metrics sinks (TensorBoard, MLflow,
-Weights & Biases) need no knowledge of the engine.
+Every hook is called through pluggy's hook caller, so ``tryfirst``/``trylast``
+ordering and hook wrappers (``@hookimpl(wrapper=True)``) work as pluggy documents; a
+plugin whose implementation raises is reported in one line (plugin, hook, error) and
+dropped, and the other plugins keep working (``SELFSUP_STRICT_PLUGINS=1`` raises).
+
+The kinds of component are open: ``register_kinds`` adds a kind (a security plugin's
+``trigger``), and ``register_components`` contributes components of any kind, so two
+plugins cooperate without importing each other.
+
+Run-event hooks are called on the main process only (``rank == 0``) with plain
+Python values, so metrics sinks (TensorBoard, MLflow, Weights & Biases) need no
+knowledge of the engine.
 """
 
 from __future__ import annotations
@@ -29,11 +38,14 @@ if TYPE_CHECKING:
     import click
 
     from selfsup.specs import (
+        ComponentSpec,
         DatasetSpec,
         EncoderSpec,
         EvaluatorSpec,
+        KindSpec,
         ObjectiveSpec,
         RoutineSpec,
+        TransformSpec,
         ViewSpec,
     )
 
@@ -92,8 +104,12 @@ def register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None:
     """Register evaluators: encoder + data -> named metrics.
 
     The factory is called with the evaluator's ``params`` and returns an object with
-    ``evaluate(encoder, data, runtime, seed) -> dict[str, float]``
-    (:class:`selfsup.interfaces.Evaluator`). Select on validation data only.
+    ``evaluate(encoder, data, ctx) -> dict[str, float]``
+    (:class:`selfsup.interfaces.Evaluator`); ``ctx`` is an
+    :class:`~selfsup.interfaces.EvalContext` (runtime, seed, views, run directory for
+    artefacts, rank). Select on validation data only. ``EvaluatorSpec(ranks="all")``
+    runs it on every rank under ``torchrun`` (sharded inference); the default runs it
+    on rank 0 only.
 
     Args:
         register: Call once per evaluator with an :class:`~selfsup.specs.EvaluatorSpec`.
@@ -134,7 +150,9 @@ def register_views(register: Callable[[ViewSpec], None]) -> None:
     """Register view makers: a batch of items -> the views an objective consumes.
 
     The factory is called with the views' ``params`` and returns a callable
-    (:class:`selfsup.interfaces.ViewMaker`) applied to each batch on the run's device.
+    (:class:`selfsup.interfaces.ViewMaker`) applied as ``views(batch, meta)`` to each
+    batch on the run's device; ``meta`` is the batch's
+    :class:`~selfsup.interfaces.BatchMeta` (indices, labels, flags).
 
     Args:
         register: Call once per view maker with a :class:`~selfsup.specs.ViewSpec`.
@@ -146,6 +164,72 @@ def register_views(register: Callable[[ViewSpec], None]) -> None:
         ...         name="jitter-scale", modality="ecg",
         ...         build="selfsup_ecg.views:JitterScale",
         ...         description="Two views by Gaussian jitter and amplitude scaling."))
+    """
+
+
+@hookspec
+def register_transforms(register: Callable[[TransformSpec], None]) -> None:
+    """Register data transforms: ``(DataSplits, seed) -> DataSplits`` after loading.
+
+    A config lists them under ``data.transforms`` (per arm too); the engine applies
+    them in order after the dataset is loaded and before views, with the run's seed,
+    records them in the run directory and keys the data cache on them. The factory
+    returns a :class:`selfsup.interfaces.Transform`. Poisoning, label noise and
+    subsampling are transforms; they flag the items they touch
+    (``data.with_flags("train", poisoned=mask)``) so that objectives and evaluators
+    can score that subset.
+
+    Args:
+        register: Call once per transform with a :class:`~selfsup.specs.TransformSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_transforms(register):
+        ...     register(TransformSpec(
+        ...         name="label-noise", build="selfsup_ecg.transforms:LabelNoise",
+        ...         description="Flip a fraction of the training labels."))
+    """
+
+
+@hookspec
+def register_kinds(register: Callable[[KindSpec], None]) -> None:
+    """Open a new kind of component (with its own spec record).
+
+    After this, ``selfsup list <kind>`` and ``describe`` show its components, and a
+    factory parameter annotated ``Annotated[T, Ref("<kind>")]`` takes one by id, which
+    ``selfsup check`` resolves and the engine builds. Components of the kind come
+    from any plugin through :func:`register_components`.
+
+    Args:
+        register: Call once per kind with a :class:`~selfsup.specs.KindSpec`.
+
+    Example:
+        >>> @hookimpl
+        ... def register_kinds(register):
+        ...     register(KindSpec(name="trigger", record=TriggerSpec,
+        ...                       description="Backdoor triggers, per modality."))
+    """
+
+
+@hookspec
+def register_components(register: Callable[[ComponentSpec], None]) -> None:
+    """Register components of any kind, including kinds that other plugins open.
+
+    The record's ``kind`` says where it goes; a kind nobody registered is reported as
+    this plugin's error. A plugin uses this to contribute to another plugin's kind
+    without importing it (an audio plugin's tone trigger for the security plugin).
+
+    Args:
+        register: Call once per component with a :class:`~selfsup.specs.ComponentSpec`
+            (or any subclass).
+
+    Example:
+        >>> @hookimpl
+        ... def register_components(register):
+        ...     register(ComponentSpec(
+        ...         kind="trigger", name="tone", modality="audio",
+        ...         build="selfsup_audio.triggers:Tone",
+        ...         description="A short sine tone mixed into the waveform."))
     """
 
 

@@ -3,20 +3,36 @@
 Plugins are the entry points of the ``selfsup`` group. Each is imported and
 registered on its own; a plugin that fails to import, implements a misspelled hook
 (pluggy's ``check_pending``) or whose registration hook raises is recorded as
-*failed* with a one-line reason and skipped, and the others keep working.
+*failed* with a one-line reason and skipped, and the others keep working. The name
+``core`` belongs to the ``selfsup`` distribution: another distribution's ``core``
+entry point is reported as failed and never loaded.
+
+Every hook is called through pluggy's hook caller (``pm.hook.<name>(...)``), so
+``tryfirst``/``trylast`` and hook wrappers (new-style ``wrapper=True`` and old-style
+``hookwrapper=True``) behave as pluggy documents. Failures stay isolated because
+each hook implementation is wrapped in a guard (:mod:`selfsup.hookguard`) when its
+plugin is registered: a registration hook that raises fails its plugin (its specs
+and kinds are dropped), a run event that raises warns once per plugin and hook.
+
+Registration runs in two phases: ``register_kinds`` of every plugin first (a kind
+opened by two plugins fails the later-registered one), then the typed registration
+hooks and ``register_components``, whose records may be of any known kind.
 
 Environment variables:
     SELFSUP_PLUGINS: comma-separated allow-list of plugin names (``core`` is always
         loaded unless disabled explicitly).
-    SELFSUP_DISABLE_PLUGINS: comma-separated plugin names not to load.
+    SELFSUP_DISABLE_PLUGINS: comma-separated plugin names not to load (``core`` too:
+        then only the plugins' own components exist).
     SELFSUP_STRICT_PLUGINS: ``1`` to raise :class:`PluginLoadError` on the first
-        failure instead of skipping (for CI and plugin authors).
+        failure instead of skipping (for CI and plugin authors); the error names the
+        plugin and the hook.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -27,18 +43,27 @@ from typing import Any
 import pluggy
 
 from selfsup import hookspecs
-from selfsup.registry import Registry
-from selfsup.specs import KINDS, ComponentSpec
+from selfsup.hookguard import (
+    PluginLoadError,
+    current_plugin,
+    error_policy,
+    guard_call,
+    guard_wrapper,
+)
+from selfsup.registry import DuplicateKindError, Registry, UnknownKindError, check_kind_spec
+from selfsup.specs import ComponentSpec, KindSpec
 
 __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "PluginManager",
+    "current_plugin",
     "get_plugin_manager",
     "reset_plugin_manager",
 ]
 
 ENTRY_POINT_GROUP = "selfsup"
+#: The typed registration hooks and the kind each registers.
 REGISTRATION_HOOKS: dict[str, str] = {
     "register_encoders": "encoder",
     "register_objectives": "objective",
@@ -46,11 +71,14 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_datasets": "dataset",
     "register_views": "views",
     "register_routines": "routine",
+    "register_transforms": "transform",
 }
-
-
-class PluginLoadError(RuntimeError):
-    """A plugin could not be loaded (raised only in strict mode)."""
+#: Opens kinds (called first, for every plugin).
+KINDS_HOOK = "register_kinds"
+#: Registers components of any known kind (called last).
+COMPONENTS_HOOK = "register_components"
+#: The distribution that owns the plugin name ``core``.
+CORE_DISTRIBUTION = "selfsup"
 
 
 @dataclass
@@ -64,13 +92,19 @@ class PluginInfo:
     status: str = "active"  # active | failed | disabled
     error: str = ""
     hooks: list[str] = field(default_factory=list)
+    silence: str = ""  # how to silence it, when not SELFSUP_DISABLE_PLUGINS=<name>
+
+    @property
+    def where(self) -> str:
+        """``"distribution version"``, or the module when not from a distribution."""
+        return f"{self.distribution} {self.version}".strip() or self.module
 
     def one_line_error(self) -> str:
         """The failure in one line, with how to silence it."""
-        where = f"{self.distribution} {self.version}".strip() or self.module
+        silence = self.silence or f"SELFSUP_DISABLE_PLUGINS={self.name}"
         return (
-            f"plugin {self.name!r} ({where}) failed to load: {self.error} "
-            f"[silence with SELFSUP_DISABLE_PLUGINS={self.name}]"
+            f"plugin {self.name!r} ({self.where}) failed to load: {self.error} "
+            f"[silence with {silence}]"
         )
 
 
@@ -107,6 +141,7 @@ class PluginManager:
         self.infos: dict[str, PluginInfo] = {}
         self._registry: Registry | None = None
         self._warned_events: set[tuple[str, str]] = set()
+        self._lost_kinds: dict[str, str] = {}  # kind -> the failed plugin that opened it
         if load_entrypoints:
             self.load_entrypoints()
 
@@ -139,6 +174,10 @@ class PluginManager:
         for ep in eps:
             by_name.setdefault(ep.name, []).append(ep)
         for name, group in sorted(by_name.items()):
+            if name == "core":
+                group = self._only_own_core(group)
+                if not group:
+                    continue
             dists = [_dist_of(ep) for ep in group]
             info = PluginInfo(
                 name=name, distribution=dists[0][0], version=dists[0][1], module=group[0].value
@@ -165,6 +204,37 @@ class PluginManager:
             self.register(module, name=name, info=info, check=False)
         for name in [n for n, i in sorted(self.infos.items()) if i.status == "active"]:
             self._verify(name)
+
+    def _only_own_core(self, group: list[metadata.EntryPoint]) -> list[metadata.EntryPoint]:
+        """The ``core`` entry points of the ``selfsup`` distribution; others fail.
+
+        A third-party distribution that names its entry point ``core`` would replace
+        (or, beside it, knock out) selfsup's own built-in components; it is reported
+        as failed and never imported.
+        """
+        own = []
+        for ep in group:
+            dist, version = _dist_of(ep)
+            if _canonical(dist) == CORE_DISTRIBUTION or (
+                not dist and ep.value.startswith("selfsup.builtin")
+            ):
+                own.append(ep)
+                continue
+            label = dist or ep.value
+            info = PluginInfo(
+                name=f"core@{label}",
+                distribution=dist,
+                version=version,
+                module=ep.value,
+                silence=f"pip uninstall {dist}" if dist else "removing its entry point",
+            )
+            self._fail(
+                info,
+                f"its entry point is named 'core', which is reserved for selfsup's own core "
+                f"plugin (distribution {CORE_DISTRIBUTION!r}); it was not loaded: ask its "
+                "authors to rename the entry point (the name is the prefix of its ids)",
+            )
+        return own
 
     def register(
         self,
@@ -202,6 +272,8 @@ class PluginManager:
         except Exception as exc:
             self._fail(info, exc)
             return False
+        self._guard_hooks(plugin, name)
+        self._lost_kinds = {k: p for k, p in self._lost_kinds.items() if p != name}
         info.status = "active"
         self.infos[name] = info
         self._registry = None
@@ -257,6 +329,24 @@ class PluginManager:
         self.infos.pop(name, None)
         self._registry = None
 
+    def _is_failed(self, name: str) -> bool:
+        info = self.infos.get(name)
+        return info is not None and info.status == "failed"
+
+    def _guard_hooks(self, plugin: object, name: str) -> None:
+        """Wrap each hook implementation of ``plugin`` in a guard (see the module doc).
+
+        pluggy computed each implementation's argument names from the original
+        function at registration and calls ``function(*args)``, so replacing the
+        function by a ``functools.wraps`` guard keeps the call the same.
+        """
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    make = guard_wrapper if (impl.wrapper or impl.hookwrapper) else guard_call
+                    guarded = make(impl.function, name, caller.name, self._is_failed)
+                    impl.function = guarded  # type: ignore[misc]  # Final for typing only
+
     # ------------------------------------------------------------------ registry
     @property
     def registry(self) -> Registry:
@@ -266,23 +356,85 @@ class PluginManager:
         return self._registry
 
     def _build_registry(self) -> Registry:
-        registry = Registry()
-        for hook_name, kind in REGISTRATION_HOOKS.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                name = self.pm.get_name(impl.plugin) or "?"
-                if self.infos.get(name, PluginInfo(name)).status == "failed":
-                    continue
-                try:
-                    impl.function(register=_collector(registry, name, kind))
-                except Exception as exc:
-                    registry.remove_plugin(name)
-                    self.fail_plugin(name, f"{hook_name} raised {_short(exc)}")
-        return registry
+        """Kinds first, then components; again if a plugin that opened kinds failed.
+
+        Components of a kind whose opener fails later (in another hook) were accepted
+        meanwhile; collecting again (without the failed plugin, which is unregistered)
+        reports them as contributions to an unknown kind.
+        """
+        while True:
+            registry = Registry()
+            if not self._collect(registry):
+                return registry
+
+    def _collect(self, registry: Registry) -> bool:
+        """Run the registration hooks into ``registry``; whether kinds were lost late."""
+        phase = "kinds"
+        lost_late = False
+
+        def on_error(plugin: str, hook: str, exc: Exception) -> None:
+            nonlocal lost_late
+            lost = self._drop(registry, plugin, f"{hook} raised {_short(exc)}")
+            lost_late = lost_late or (bool(lost) and phase == "components")
+
+        with error_policy(on_error):
+            offered: list[tuple[str, KindSpec]] = []
+            self.pm.hook.register_kinds(register=_kind_collector(offered))
+            self._open_kinds(registry, offered)
+            phase = "components"
+            for hook, kind in REGISTRATION_HOOKS.items():
+                getattr(self.pm.hook, hook)(register=self._spec_collector(registry, hook, kind))
+            self.pm.hook.register_components(
+                register=self._spec_collector(registry, COMPONENTS_HOOK, None)
+            )
+        return lost_late
+
+    def _drop(self, registry: Registry, plugin: str, reason: str) -> list[str]:
+        """Fail ``plugin`` (raises when strict) and drop what it registered."""
+        lost = registry.remove_plugin(plugin)
+        for kind in lost:
+            self._lost_kinds[kind] = plugin
+        self.fail_plugin(plugin, reason)
+        return lost
+
+    def _open_kinds(self, registry: Registry, offered: list[tuple[str, KindSpec]]) -> None:
+        """Open the offered kinds in plugin registration order: the first owner wins."""
+        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
+        for plugin, kind in sorted(offered, key=lambda o: order.get(o[0], len(order))):
+            if self._is_failed(plugin):
+                continue
+            try:
+                registry.add_kind(replace(kind, plugin=plugin))
+            except DuplicateKindError as exc:
+                self._drop(registry, plugin, f"{KINDS_HOOK}: {exc}")
+
+    def _spec_collector(
+        self, registry: Registry, hook: str, kind: str | None
+    ) -> Callable[[ComponentSpec], None]:
+        """The ``register`` callback of a registration hook (``kind=None``: any kind)."""
+
+        def register(spec: ComponentSpec) -> None:
+            plugin = _registering(hook)
+            try:
+                record = registry.coerce(spec, hook, kind)
+            except UnknownKindError as exc:
+                owner = self._lost_kinds.get(getattr(spec, "kind", ""))
+                if owner is None:
+                    raise
+                raise UnknownKindError(
+                    f"{exc} (plugin {owner!r} opens it but failed to load: see 'selfsup plugins')"
+                ) from None
+            registry.add(replace(record, plugin=plugin))
+
+        return register
 
     def get(self, kind: str, component_id: str) -> ComponentSpec:
         """Look up a component spec (see :meth:`Registry.get`)."""
         return self.registry.get(kind, component_id)
+
+    def kinds(self) -> dict[str, KindSpec]:
+        """Every known kind: the core's and those opened by plugins (see :class:`KindSpec`)."""
+        return self.registry.kinds()
 
     def failed(self) -> list[PluginInfo]:
         """Plugins that failed to load, after building the registry."""
@@ -291,36 +443,52 @@ class PluginManager:
 
     # ------------------------------------------------------------------ events
     def emit(self, event: str, **kwargs: Any) -> None:
-        """Call a run-event hook; a failing sink warns once (raises when strict)."""
-        caller = getattr(self.pm.hook, event)
-        for impl in caller.get_hookimpls():
-            try:
-                impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception as exc:
-                name = self.pm.get_name(impl.plugin) or "?"
-                if self.strict:
-                    raise
-                if (name, event) not in self._warned_events:
-                    self._warned_events.add((name, event))
-                    warnings.warn(
-                        f"plugin {name!r}: hook {event} raised {_short(exc)}; "
-                        "the run goes on without it",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+        """Call a run-event hook through pluggy; a failing sink warns once.
 
+        Raises:
+            PluginLoadError: In strict mode, naming the plugin and the hook.
+        """
+        with error_policy(self._event_failed):
+            getattr(self.pm.hook, event)(**kwargs)
 
-def _collector(registry: Registry, plugin: str, kind: str) -> Callable[[ComponentSpec], None]:
-    expected = KINDS[kind]
-
-    def register(spec: ComponentSpec) -> None:
-        if not isinstance(spec, expected):
-            raise TypeError(
-                f"register_{kind}s expects {expected.__name__} records, got {type(spec).__name__}"
+    def _event_failed(self, plugin: str, hook: str, exc: Exception) -> None:
+        info = self.infos.get(plugin) or PluginInfo(name=plugin)
+        where = f" ({info.where})" if info.where else ""
+        line = f"plugin {plugin!r}{where}: hook {hook} raised {_short(exc)}"
+        silence = f"silence with SELFSUP_DISABLE_PLUGINS={plugin}"
+        if self.strict:
+            raise PluginLoadError(
+                f"{line} [SELFSUP_STRICT_PLUGINS=1 stops on it; {silence}]"
+            ) from exc
+        if (plugin, hook) not in self._warned_events:
+            self._warned_events.add((plugin, hook))
+            warnings.warn(
+                f"{line}; the run goes on (shown once per plugin and hook) [{silence}]",
+                RuntimeWarning,
+                stacklevel=2,
             )
-        registry.add(replace(spec, plugin=plugin))
+
+
+def _registering(hook: str) -> str:
+    """The plugin calling a ``register`` callback; it must be inside its hook."""
+    plugin = current_plugin()
+    if plugin is None:
+        raise RuntimeError(
+            f"the register callback of {hook} was called outside of the hook: call it "
+            "while the hook implementation runs, not later"
+        )
+    return plugin
+
+
+def _kind_collector(offered: list[tuple[str, KindSpec]]) -> Callable[[KindSpec], None]:
+    def register(kind: KindSpec) -> None:
+        offered.append((_registering(KINDS_HOOK), check_kind_spec(kind)))
 
     return register
+
+
+def _canonical(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:

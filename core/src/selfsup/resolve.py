@@ -1,12 +1,16 @@
 """Resolve a validated experiment against the registry, without building anything.
 
 :func:`resolve_experiment` expands the arms (base + arms + matrix + baseline), looks up
-every component id in the plugin registry and checks every parameter name (and, where
-the factory's annotations allow, its type) against the factory's signature. All
-problems are collected and raised together as one :class:`ResolutionError`, each
-naming the arm, the key path, the value and what is allowed. ``selfsup check`` prints
-the result; ``selfsup run`` and the runner call it first so that a typo fails before
-any data is loaded or any model is built.
+every component id in the plugin registry (data transforms included) and checks every
+parameter against the factory's signature: its name, and its value with pydantic
+against the declared type and constraints (``Annotated[float, Field(gt=0)]``,
+``Literal[...]``; see :mod:`selfsup.params`). Parameters that take components
+(``Annotated[T, Ref("trigger")]``) are resolved against their kind and checked
+recursively. All problems are collected and raised together as one
+:class:`ResolutionError`, each naming the arm, the key path, the value and what is
+allowed. ``selfsup check`` prints the result; ``selfsup run`` and the runner call it
+first so that a typo or a bad value fails before any data is loaded or any model is
+built.
 
 Example:
     >>> from selfsup.config import load_config  # doctest: +SKIP
@@ -18,16 +22,15 @@ Example:
 from __future__ import annotations
 
 import difflib
-import inspect
-import types
-import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from selfsup.config import ArmConfig, ComponentRef, ConfigError, ExperimentConfig, expand_arms
+from selfsup.params import annotation_problem, factory_params
+from selfsup.params import describe_params as _describe_params
 from selfsup.registry import UnknownIdError
-from selfsup.specs import ComponentSpec
+from selfsup.specs import ComponentSpec, Ref
 
 if TYPE_CHECKING:
     from selfsup.plugins import PluginManager
@@ -37,7 +40,10 @@ __all__ = [
     "ResolutionError",
     "ResolvedArm",
     "ResolvedExperiment",
+    "annotation_problem",
     "check_params",
+    "describe_params",
+    "explain_unknown",
     "resolve_experiment",
 ]
 
@@ -49,6 +55,7 @@ ROLE_KINDS: dict[str, str] = {
     "objective": "objective",
     "routine": "routine",
     "evaluators": "evaluator",
+    "data.transforms": "transform",
 }
 
 #: Parameters the engine passes itself, per kind (a config must not set them).
@@ -119,101 +126,94 @@ class ResolvedExperiment:
                 yield arm, seed
 
 
-_SIMPLE: dict[Any, tuple[type, ...]] = {
-    int: (int,),
-    float: (int, float),
-    str: (str,),
-    bool: (bool,),
-    type(None): (type(None),),
-}
+def _ref_items(value: Any, many: bool) -> list[tuple[str, Any]] | str:
+    """``(index suffix, item)`` pairs of a Ref value, or what is wrong with its shape."""
+    if not many:
+        return [("", value)]
+    if not isinstance(value, list | tuple):
+        return f"expected a list of ids or {{id, params}}, got {type(value).__name__}"
+    return [(f"[{i}]", item) for i, item in enumerate(value)]
 
 
-def _matches(annotation: Any, value: Any) -> bool | None:
-    """Whether ``value`` fits ``annotation``.
-
-    ``None`` when the annotation is not one this check understands (classes such as
-    ``nn.Module``, type variables, ...): such values are accepted.
-    """
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return None
-    if annotation is None:
-        annotation = type(None)
-    if annotation in _SIMPLE:
-        if isinstance(value, bool) and annotation in (int, float):
-            return False
-        return isinstance(value, _SIMPLE[annotation])
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        results = [_matches(a, value) for a in args]
-        if any(r is True for r in results):
-            return True
-        return None if any(r is None for r in results) else False
-    if origin is typing.Literal:
-        return value in args
-    if origin in (list, tuple, Sequence) or annotation in (list, tuple):
-        if not isinstance(value, list | tuple):
-            return False
-        inner = args[0] if args and (origin is not tuple or len(args) == 2) else None
-        if inner is None or inner is Ellipsis:
-            return True
-        results = [_matches(inner, v) for v in value]
-        return None if any(r is None for r in results) else all(results)
-    if origin in (dict, Mapping) or annotation is dict:
-        return isinstance(value, dict)
-    return None
+def _split_ref(value: Any, kind: str) -> tuple[str, dict[str, Any]] | str:
+    """A config's component reference -> ``(id, params)``, or what is wrong with it."""
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, Mapping):
+        extra = sorted(set(value) - {"id", "params"})
+        if extra:
+            return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: id, params"
+        params = value.get("params") or {}
+        if isinstance(value.get("id"), str) and isinstance(params, Mapping):
+            return value["id"], dict(params)
+    return f"expected a {kind} id or {{id, params}}, got {type(value).__name__}"
 
 
-def annotation_problem(annotation: Any, value: Any) -> str | None:
-    """A message if ``value`` contradicts ``annotation`` (best effort), else ``None``."""
-    if _matches(annotation, value) is not False:
-        return None
-    if typing.get_origin(annotation) is typing.Literal:
-        return f"expected one of {', '.join(repr(a) for a in typing.get_args(annotation))}"
-    if typing.get_origin(annotation) is None and hasattr(annotation, "__name__"):
-        shown = annotation.__name__
-    else:
-        shown = str(annotation).replace("typing.", "").replace("NoneType", "None")
-    return f"expected {shown}, got {type(value).__name__}"
+def _check_ref(pm: PluginManager, marker: Ref, value: Any, path: str, owner: str) -> list[str]:
+    """Problems of a component parameter: its ids resolve, its params check (recursively)."""
+    where = f"{path} = {value!r}"
+    items = _ref_items(value, marker.many)
+    if isinstance(items, str):
+        return [f"{where}: {items}"]
+    problems: list[str] = []
+    for suffix, item in items:
+        split = _split_ref(item, marker.kind)
+        if isinstance(split, str):
+            problems.append(f"{path}{suffix} = {item!r}: {split}")
+            continue
+        component_id, params = split
+        try:
+            spec = pm.get(marker.kind, component_id)
+        except UnknownIdError as exc:
+            problems.append(f"{path}{suffix}: {explain_unknown(pm, component_id, str(exc))}")
+            continue
+        except KeyError as exc:  # UnknownKindError: says which kinds exist
+            problems.append(
+                f"{path}{suffix} = {component_id!r}: {owner} takes a component of kind "
+                f"{marker.kind!r}: {exc}"
+            )
+            continue
+        try:
+            problems.extend(check_params(spec, params, f"{path}{suffix}", pm))
+        except ImportError as exc:
+            problems.append(f"{path}{suffix}: {exc}")
+    return problems
 
 
-def _factory_signature(spec: ComponentSpec) -> tuple[dict[str, inspect.Parameter], bool]:
-    """The factory's keyword parameters and whether it accepts ``**kwargs``.
+def check_params(
+    spec: ComponentSpec,
+    params: Mapping[str, Any],
+    path: str,
+    pm: PluginManager | None = None,
+) -> list[str]:
+    """Check config parameters against a factory's signature, with pydantic.
 
-    Annotations are evaluated where possible (postponed string annotations).
-    """
-    factory = spec.load()
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        sig = inspect.signature(target, eval_str=True)
-    except Exception:
-        sig = inspect.signature(target)
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    params = {
-        n: p
-        for n, p in sig.parameters.items()
-        if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
-    return params, var_kw
-
-
-def check_params(spec: ComponentSpec, params: dict[str, Any], path: str) -> list[str]:
-    """Check config parameters against a factory's signature.
+    Values are validated against the factory's annotations, constraints included
+    (``Annotated[float, Field(gt=0)]``, ``Literal[...]``, ``PositiveInt``), strictly as
+    YAML values (see :mod:`selfsup.params`). Parameters annotated with
+    :class:`~selfsup.specs.Ref` take a component id or ``{id, params}`` (a list of them
+    with ``many=True``): the id is looked up among the components of that kind and its
+    params are checked recursively, with the nested key path.
 
     Args:
         spec: The component.
         params: The ``params`` mapping of the config.
-        path: The key path of the component in the config (``"objective"``).
+        path: The key path of the component in the config (``"objective"``,
+            ``"data.transforms[0]"``).
+        pm: The plugin manager, to resolve component parameters (the process-wide one
+            by default).
 
     Returns:
         One message per problem (empty if all is well): unknown names with a close
-        match and the allowed names, missing required parameters, values whose type
-        contradicts the annotation, parameters the engine sets itself.
+        match and the allowed names, missing required parameters, invalid values (key
+        path, value, pydantic's message and what is allowed), parameters the engine
+        sets itself, unknown ids of component parameters.
 
     Raises:
-        ImportError: The factory cannot be imported.
+        ImportError: A factory cannot be imported.
     """
-    signature, var_kw = _factory_signature(spec)
+    info = factory_params(spec)
+    signature = info.params
     engine_set = ENGINE_PARAMS.get(spec.kind, ())
     allowed = [n for n in signature if n not in engine_set]
     shown = ", ".join(allowed) if allowed else "(none)"
@@ -224,7 +224,7 @@ def check_params(spec: ComponentSpec, params: dict[str, Any], path: str) -> list
             problems.append(f"{where}: {key!r} is set by the engine (from the encoder), remove it")
             continue
         if key not in signature:
-            if var_kw:
+            if info.var_kw:
                 continue
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -233,12 +233,21 @@ def check_params(spec: ComponentSpec, params: dict[str, Any], path: str) -> list
                 f"(see 'selfsup describe {spec.id}')"
             )
             continue
-        problem = annotation_problem(signature[key].annotation, value)
+        param = signature[key]
+        if param.ref is not None:
+            if value is None and param.default is None:
+                continue
+            if pm is None:
+                from selfsup.plugins import get_plugin_manager
+
+                pm = get_plugin_manager()
+            problems.extend(_check_ref(pm, param.ref, value, f"{path}.params.{key}", spec.id))
+            continue
+        problem = param.problem(value)
         if problem:
             problems.append(f"{where}: {problem}")
     for name, param in signature.items():
-        required = param.default is inspect.Parameter.empty
-        if required and name not in params and name not in engine_set:
+        if param.required and name not in params and name not in engine_set:
             problems.append(
                 f"{path}.params.{name}: required parameter of {spec.id} is missing "
                 f"(see 'selfsup describe {spec.id}')"
@@ -246,7 +255,22 @@ def check_params(spec: ComponentSpec, params: dict[str, Any], path: str) -> list
     return problems
 
 
+def describe_params(spec: ComponentSpec) -> list[dict[str, Any]]:
+    """The factory's parameters for ``selfsup describe``: type, default, constraint.
+
+    One dict per parameter with ``name``, ``type``, ``default`` (``repr``, ``None`` if
+    required), ``required``, ``constraint`` (``"> 0"``, ``"in [0, 1)"``), ``ref`` (the
+    kind of a component parameter, else ``None``), ``many`` and ``engine`` (set by the
+    engine, such as an objective's ``embed_dim``: not for the config).
+
+    Raises:
+        ImportError: The factory cannot be imported.
+    """
+    return _describe_params(spec, ENGINE_PARAMS.get(spec.kind, ()))
+
+
 def explain_unknown(pm: PluginManager, component_id: str, message: str) -> str:
+    """The registry's unknown-id message, with what is known of the plugin named by the id."""
     plugin = component_id.partition(":")[0]
     info = pm.infos.get(plugin)
     if info is not None and info.status in ("failed", "disabled"):
@@ -270,6 +294,8 @@ def _refs(arm: ArmConfig) -> Iterator[tuple[str, ComponentRef]]:
         ref = getattr(arm, role)
         if ref is not None:
             yield role, ref
+    for index, ref in enumerate(getattr(arm.data, "transforms", None) or []):
+        yield f"data.transforms[{index}]", ref
     for index, ref in enumerate(arm.evaluators):
         yield f"evaluators[{index}]", ref
 
@@ -334,7 +360,7 @@ def resolve_experiment(
             if not check_parameters:
                 continue
             try:
-                for text in check_params(spec, ref.params, role):
+                for text in check_params(spec, ref.params, role, pm):
                     problem(arm.name, text)
             except ImportError as exc:
                 problem(arm.name, f"{role}: {exc}")

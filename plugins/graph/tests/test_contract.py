@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from selfsup.plugins import PluginManager
+from selfsup import get_component
 from selfsup.testing import (
     check_dataset,
     check_encoder,
@@ -27,6 +27,8 @@ ENCODER_PARAMS: dict[str, dict[str, Any]] = {
 OBJECTIVE_PARAMS: dict[str, dict[str, Any]] = {
     "graph:graphmae": {"in_dim": F},
     "graph:grace": {"proj_dim": 8},
+    "graph:barlow-twins": {},
+    "graph:vicreg": {"projector_dim": 8},
     "graph:link-recon": {},
     "graph:multitask": {
         "tasks": {"graphmae": {"params": {"in_dim": F}}, "grace": 1.0, "link": 0.5},
@@ -40,7 +42,7 @@ def _batch() -> Any:
 
 
 def _encoder() -> Any:
-    return PluginManager().get("encoder", "graph:gat").create(**ENCODER_PARAMS["graph:gat"])
+    return get_component("encoder", "graph:gat").create(**ENCODER_PARAMS["graph:gat"])
 
 
 @pytest.mark.parametrize("spec", contract_cases(None, "graph", "encoder"))
@@ -56,9 +58,8 @@ def test_objective_contract(spec) -> None:
 
 
 def test_grace_with_view_maker_contract() -> None:
-    pm = PluginManager()
-    views = check_views(pm.get("views", "graph:drop-edge-mask-feature"), _batch())
-    check_objective(pm.get("objective", "graph:grace"), _encoder(), views)
+    views = check_views(get_component("views", "graph:drop-edge-mask-feature"), _batch())
+    check_objective(get_component("objective", "graph:grace"), _encoder(), views)
 
 
 @pytest.mark.parametrize("spec", contract_cases(None, "graph", "views"))
@@ -92,14 +93,13 @@ def test_dataset_contract(spec, request) -> None:
 
 @pytest.mark.parametrize("spec", contract_cases(None, "graph", "evaluator"))
 def test_evaluator_contract(spec) -> None:
-    pm = PluginManager()
-    data = pm.get("dataset", "graph:karate").create(holdout_edges=0.2, split_seed=1)
-    encoder = pm.get("encoder", "graph:gcn").create(in_dim=34, hidden_dim=16)
+    data = get_component("dataset", "graph:karate").create(holdout_edges=0.2, split_seed=1)
+    encoder = get_component("encoder", "graph:gcn").create(in_dim=34, hidden_dim=16)
     metrics = check_evaluator(spec, encoder, data)
     assert 0.0 <= metrics["link_auc"] <= 1.0 and 0.0 <= metrics["link_ap"] <= 1.0
 
 
 def _cpu() -> Any:
-    from selfsup.engine.runtime import Runtime
+    from selfsup.runtime import Runtime
 
     return Runtime(device=torch.device("cpu"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from selfsup.engine.runtime import Runtime
+from selfsup.runtime import Runtime
 from selfsup_graph.datasets import karate, planetoid, pyg_dataset
 from selfsup_graph.encoders import GAT, GCN, NodeFeatures
 

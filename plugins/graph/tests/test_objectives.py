@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from selfsup.builtin.objectives.infonce import info_nce
+from selfsup.losses import info_nce
 from selfsup_graph.encoders import GAT, GCN
 from selfsup_graph.objectives.grace import GRACE
 from selfsup_graph.objectives.graphmae import GraphMAE, mask_nodes, sce_loss
@@ -87,7 +87,7 @@ def test_graphmae_on_sampled_subgraph_scores_seeds_only(random_graph) -> None:
 
 def test_graphmae_errors_name_the_parameter(random_graph) -> None:
     with pytest.raises(ValueError, match="in_dim=None must be the number of node features"):
-        GraphMAE(embed_dim=8)
+        GraphMAE(embed_dim=8, in_dim=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"set objective\.params\.in_dim: 8"):
         GraphMAE(embed_dim=8, in_dim=5)(GCN(in_dim=8, hidden_dim=8), [random_graph()])
     with pytest.raises(ValueError, match="decoder='mlp2'"):
@@ -173,3 +173,27 @@ def test_multitask_sum_and_mgda(random_graph) -> None:
     out.loss.backward()
     with pytest.raises(ValueError, match="unknown task 'dino'"):
         MultiTask(16, tasks={"dino": 1.0})
+
+
+def test_multitask_hands_meta_and_hooks_to_its_tasks(random_graph) -> None:
+    from selfsup.interfaces import BatchMeta
+
+    g = random_graph(n=30, f=6)
+    enc = GCN(in_dim=6, hidden_dim=16)
+    mt = MultiTask(16, tasks={"grace": 1.0, "link": 0.5})
+    grace, link = mt.tasks["grace"], mt.tasks["link"]
+    # The base class's forwarding sees the tasks (held in a ModuleDict) as sub-objectives.
+    assert list(mt.sub_objectives()) == [grace, link]
+    trained = {id(p) for p in mt.student_parameters()}
+    assert {id(p) for p in grace.projector.parameters()} <= trained
+    seen = []
+    augment = grace.augment
+
+    def recording(graph, meta=None):
+        seen.append(meta)
+        return augment(graph, meta)
+
+    grace.augment = recording
+    meta = BatchMeta(index=torch.arange(30), flags={"poisoned": torch.arange(30) < 3})
+    out = mt(enc, [g], meta)
+    assert torch.isfinite(out.loss) and seen == [meta]  # GRACE got the meta and used it

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from selfsup.builtin.evaluators.linear_probe import LinearProbe
-from selfsup.engine.runtime import Runtime
-from selfsup.interfaces import Objective
+from selfsup import get_component
+from selfsup.interfaces import EvalContext, Objective
+from selfsup.runtime import Runtime
 from selfsup_graph.encoders import GAT, GCN, NodeFeatures
 from selfsup_graph.objectives.grace import GRACE
 from selfsup_graph.objectives.graphmae import GraphMAE
@@ -24,6 +24,14 @@ from torch import nn
 pytestmark = pytest.mark.heavy
 
 CPU = Runtime(device=torch.device("cpu"))
+CTX = EvalContext(runtime=CPU, seed=0)
+
+
+def _probe(**params):
+    """The core linear probe, built by id through the public API."""
+    return get_component("evaluator", "core:linear-probe").create(weight_decays=GRID, **params)
+
+
 GRID = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 3, 10]
 
 
@@ -57,10 +65,10 @@ CASES: dict[str, tuple[Callable[[], tuple[nn.Module, Objective]], int, float, fl
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_objective_beats_random_init_on_cora(name: str, cora) -> None:
     factory, steps, lr, margin = CASES[name]
-    probe = LinearProbe(weight_decays=GRID, standardize="auto")
+    probe = _probe(standardize="auto")
     torch.manual_seed(0)
     encoder, objective = factory()
-    random_acc = probe.evaluate(encoder, cora, CPU, seed=0)["linear_acc"]
+    random_acc = probe.evaluate(encoder, cora, CTX)["linear_acc"]
 
     optimizer = torch.optim.Adam([*encoder.parameters(), *objective.parameters()], lr=lr)
     losses = []
@@ -71,7 +79,7 @@ def test_objective_beats_random_init_on_cora(name: str, cora) -> None:
         out.loss.backward()
         optimizer.step()
         losses.append(out.loss.item())
-    trained_acc = probe.evaluate(encoder, cora, CPU, seed=0)["linear_acc"]
+    trained_acc = probe.evaluate(encoder, cora, CTX)["linear_acc"]
 
     assert sum(losses[-5:]) < sum(losses[:5]), losses
     assert trained_acc > random_acc + margin, (name, random_acc, trained_acc)
@@ -85,8 +93,8 @@ def test_raw_cora_features_are_probed_unstandardised(cora) -> None:
     ``standardize: auto`` finds the unstandardised probe on validation.
     """
     encoder = NodeFeatures(1433)
-    scaled = LinearProbe(weight_decays=GRID).evaluate(encoder, cora, CPU)
-    auto = LinearProbe(weight_decays=GRID, standardize="auto").evaluate(encoder, cora, CPU)
+    scaled = _probe().evaluate(encoder, cora, CTX)
+    auto = _probe(standardize="auto").evaluate(encoder, cora, CTX)
     assert auto["linear_standardized"] == 0.0
     assert 0.58 <= auto["linear_acc"] <= 0.63, auto
     assert auto["linear_acc"] > scaled["linear_acc"] + 0.08, (scaled, auto)

@@ -10,12 +10,17 @@ from typing import Any
 import pytest
 import torch
 from rich.console import Console
-from selfsup.config import ArmConfig, ComponentRef, TrainConfig, load_config_text
-from selfsup.engine.checkpoint import load_checkpoint
-from selfsup.engine.context import NonFiniteLossError, RunContext
-from selfsup.engine.runner import run_experiment
-from selfsup.engine.runtime import Runtime
+from selfsup import load_config_text, run_experiment
+from selfsup.runtime import Runtime
 from selfsup.testing import torchrun_selfsup
+from selfsup.training import (
+    ArmConfig,
+    ComponentRef,
+    NonFiniteLossError,
+    RunContext,
+    TrainConfig,
+    load_checkpoint,
+)
 from selfsup_graph.datasets import karate
 from selfsup_graph.encoders import GAT
 from selfsup_graph.objectives.graphmae import GraphMAE
@@ -26,7 +31,7 @@ from selfsup_graph.views import DropEdgeMaskFeature
 def _ctx(tmp_path: Path, data: Any, routine: str, seed: int = 0, **train: Any) -> RunContext:
     arm = ArmConfig(
         name="t",
-        data=ComponentRef(id="graph:karate"),
+        data={"id": "graph:karate"},
         encoder=ComponentRef(id="graph:gat"),
         views=ComponentRef(id="core:identity"),
         objective=ComponentRef(id="graph:graphmae"),
@@ -43,7 +48,7 @@ def _ctx(tmp_path: Path, data: Any, routine: str, seed: int = 0, **train: Any) -
         runtime=Runtime(device=torch.device("cpu")),
         encoder=encoder,
         objective=objective,
-        views=lambda g: [g],
+        views=lambda g, meta=None: [g],
         data=data,
     )
 
@@ -95,6 +100,74 @@ def test_neighbor_routine_steps_over_seed_batches(tmp_path: Path) -> None:
     assert len(epochs) == 2 and all(0 < r["masked_nodes"] <= 8 for r in epochs)
     with pytest.raises(ValueError, match="seed_nodes"):
         NeighborBatch(seed_nodes="some")
+
+
+def _flagged_karate() -> tuple[Any, torch.Tensor]:
+    data = karate()
+    poisoned = torch.arange(int(data.train.num_nodes)) % 5 == 0
+    # Set directly: DataSplits.with_flags goes through dataclasses.replace, which
+    # GraphSplits' own __init__ does not take.
+    data.flags = {"train": {"poisoned": poisoned}}
+    return data, poisoned
+
+
+def _recording(ctx: RunContext) -> list[Any]:
+    seen: list[Any] = []
+    inner = ctx.objective.forward
+
+    def views(graph: Any, meta: Any = None) -> list[Any]:
+        seen.append(("views", meta))
+        return [graph]
+
+    def forward(encoder: Any, views: Any, meta: Any = None) -> Any:
+        seen.append(("objective", meta))
+        return inner(encoder, views, meta)
+
+    ctx.views = views
+    ctx.objective.forward = forward  # type: ignore[method-assign]
+    return seen
+
+
+def _expected_labels(data: Any) -> torch.Tensor:
+    """The node labels of the train node split, -1 on every other node."""
+    y = data.train.y
+    labels = torch.full_like(y, -1)
+    train = data.nodes("train")
+    labels[train] = y[train]
+    return labels
+
+
+def test_full_batch_meta_covers_every_node_with_flags_and_train_labels(tmp_path: Path) -> None:
+    data, poisoned = _flagged_karate()
+    ctx = _ctx(tmp_path, data, "graph:full-batch", epochs=2, grad_accum=2)
+    seen = _recording(ctx)
+    FullBatch().fit(ctx)
+    assert [who for who, _ in seen] == ["views", "objective"] * 4  # 2 epochs x 2 micro-steps
+    labels = _expected_labels(data)
+    assert 0 < int((labels >= 0).sum()) < int(data.train.num_nodes)  # held-out labels hidden
+    for _, meta in seen:
+        assert meta is seen[0][1]  # the same meta for views and objective
+        assert torch.equal(meta.index, torch.arange(34))
+        assert torch.equal(meta.flags["poisoned"], poisoned)
+        assert torch.equal(meta.labels, labels)
+
+
+def test_neighbor_meta_holds_the_seed_nodes(tmp_path: Path) -> None:
+    data, poisoned = _flagged_karate()
+    ctx = _ctx(tmp_path, data, "graph:neighbor", epochs=2, batch_size=8)
+    seen = _recording(ctx)
+    NeighborBatch(num_neighbors=[3, 3]).fit(ctx)
+    metas = [meta for who, meta in seen if who == "objective"]
+    assert [meta for who, meta in seen if who == "views"] == metas
+    assert len(metas) == 2 * 5  # 34 nodes in batches of 8
+    labels = _expected_labels(data)
+    for epoch in range(2):
+        batch = metas[epoch * 5 : (epoch + 1) * 5]
+        index = torch.cat([m.index for m in batch])
+        assert sorted(index.tolist()) == list(range(34))  # every seed node once an epoch
+        assert [len(m.index) for m in batch] == [8, 8, 8, 8, 2]
+        assert torch.equal(torch.cat([m.flags["poisoned"] for m in batch]), poisoned[index])
+        assert torch.equal(torch.cat([m.labels for m in batch]), labels[index])
 
 
 def test_experiment_end_to_end_with_grace_and_link_prediction(tmp_path: Path) -> None:

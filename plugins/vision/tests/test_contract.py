@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from selfsup.engine.runtime import Runtime
+from selfsup.runtime import Runtime
 from selfsup.testing import (
     check_dataset,
     check_encoder,

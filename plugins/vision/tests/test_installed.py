@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from selfsup.plugins import PluginManager
+from selfsup.testing import load_plugins
 
 EXPECTED = {
     "encoder": {
@@ -24,7 +24,7 @@ EXPECTED = {
 
 
 def test_entry_point_found_and_active() -> None:
-    pm = PluginManager(strict=False)
+    pm = load_plugins(strict=False)
     info = pm.infos.get("vision")
     assert info is not None, f"no 'vision' entry point; plugins: {sorted(pm.infos)}"
     assert info.status == "active", info.error
@@ -38,8 +38,8 @@ def test_entry_point_found_and_active() -> None:
 def test_listing_does_not_import_heavy_stacks() -> None:
     code = (
         "import sys\n"
-        "from selfsup.plugins import PluginManager\n"
-        "pm = PluginManager(strict=False)\n"
+        "from selfsup.testing import load_plugins\n"
+        "pm = load_plugins(strict=False)\n"
         "ids = [s.id for s in pm.registry.all() if s.plugin == 'vision']\n"
         "assert ids, 'vision registered nothing'\n"
         "heavy = [m for m in ('timm', 'torchvision', 'PIL', 'sklearn') if m in sys.modules]\n"

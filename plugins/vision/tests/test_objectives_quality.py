@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from selfsup.config import load_config_text
-from selfsup.engine.runner import run_experiment
+from selfsup import load_config_text, run_experiment
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "vision" / "objectives_digits.yaml"
 ARMS = ("barlow-twins", "vicreg", "byol", "dino", "mae")

@@ -9,8 +9,7 @@ handwritten digits, fixed seed. Measured margins (linear-probe test accuracy, se
 from __future__ import annotations
 
 import pytest
-from selfsup.config import load_config_text
-from selfsup.engine.runner import run_experiment
+from selfsup import load_config_text, run_experiment
 
 CONFIG = """
 name: quality-digits

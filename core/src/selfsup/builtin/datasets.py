@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from selfsup.interfaces import DataSplits
@@ -69,8 +70,8 @@ def _tensor_pair(x: np.ndarray, y: np.ndarray, where: str) -> TensorDataset:
 
 def ArrayDataset(
     path: str,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
     split_seed: int = 0,
     standardize: bool = False,
     modality: str = "any",

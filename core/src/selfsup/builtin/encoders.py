@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from selfsup.interfaces import Encoder, EncoderOutput
@@ -50,12 +52,12 @@ class MLP(Encoder):
 
     def __init__(
         self,
-        in_dim: int,
-        widths: Sequence[int] = (256,),
-        embed_dim: int = 128,
-        norm: str = "batch",
-        activation: str = "relu",
-        dropout: float = 0.0,
+        in_dim: PositiveInt,
+        widths: Sequence[PositiveInt] = (256,),
+        embed_dim: PositiveInt = 128,
+        norm: Literal["batch", "layer", "none"] = "batch",
+        activation: Literal["relu", "gelu", "silu", "tanh"] = "relu",
+        dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0,
     ) -> None:
         super().__init__()
         if norm not in _NORMS:

@@ -1,4 +1,4 @@
-"""The core's own plugin (``core:`` ids): modality-free objectives, evaluators, routine.
+"""The core's own plugin (``core:`` ids): objectives, evaluators, routine, transforms.
 
 Registered through the same hooks as any third-party plugin. Factories are lazy
 references, so listing them imports nothing heavy.
@@ -15,6 +15,7 @@ from selfsup.specs import (
     EvaluatorSpec,
     ObjectiveSpec,
     RoutineSpec,
+    TransformSpec,
     ViewSpec,
 )
 
@@ -157,5 +158,24 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
             name="mlp",
             build="selfsup.builtin.encoders:MLP",
             description="MLP over flattened items: Linear -> BatchNorm/LayerNorm -> activation.",
+        )
+    )
+
+
+@hookimpl
+def register_transforms(register: Callable[[TransformSpec], None]) -> None:
+    """Register the modality-free data transforms."""
+    register(
+        TransformSpec(
+            name="subsample",
+            build="selfsup.builtin.transforms:Subsample",
+            description="Keep a seeded (optionally stratified) part of one split.",
+        )
+    )
+    register(
+        TransformSpec(
+            name="label-noise",
+            build="selfsup.builtin.transforms:LabelNoise",
+            description="Flip a seeded fraction of one split's labels; flags them label_noise.",
         )
     )

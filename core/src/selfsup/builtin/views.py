@@ -15,10 +15,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import Tensor
+
+from selfsup.interfaces import BatchMeta
 
 __all__ = ["Identity", "NoiseMask"]
 
@@ -26,8 +29,8 @@ __all__ = ["Identity", "NoiseMask"]
 class Identity:
     """The batch itself as the only view (for objectives that mask internally)."""
 
-    def __call__(self, batch: Any) -> list[Any]:
-        """Return ``[batch]``."""
+    def __call__(self, batch: Any, meta: BatchMeta | None = None) -> list[Any]:
+        """Return ``[batch]`` (``meta`` is not used)."""
         return [batch]
 
 
@@ -47,10 +50,10 @@ class NoiseMask:
 
     def __init__(
         self,
-        n_views: int = 2,
-        mask_prob: float = 0.3,
-        replace: str = "shuffle",
-        noise_std: float = 0.1,
+        n_views: PositiveInt = 2,
+        mask_prob: Annotated[float, Field(ge=0, le=1)] = 0.3,
+        replace: Literal["shuffle", "zero"] = "shuffle",
+        noise_std: NonNegativeFloat = 0.1,
     ) -> None:
         if n_views < 1:
             raise ValueError(f"core:noise-mask: n_views must be >= 1, got {n_views}")
@@ -81,8 +84,8 @@ class NoiseMask:
             out = out + self.noise_std * torch.randn_like(out)
         return out.reshape(x.shape)
 
-    def __call__(self, batch: Tensor) -> list[Tensor]:
-        """Make ``n_views`` independently corrupted views of ``batch``.
+    def __call__(self, batch: Tensor, meta: BatchMeta | None = None) -> list[Tensor]:
+        """Make ``n_views`` independently corrupted views of ``batch`` (``meta`` unused).
 
         Raises:
             TypeError: ``batch`` is not a floating-point tensor.

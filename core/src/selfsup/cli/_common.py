@@ -138,6 +138,8 @@ def _title_and_hint(exc: BaseException) -> tuple[str, str]:
         )
     if isinstance(exc, FileNotFoundError):
         return "file not found", "check the path in the config (data params) or on the command line"
+    if "PluginBugError" in names:  # a wrong lazy build path, not a missing dependency
+        return "plugin bug", "until it is fixed, SELFSUP_DISABLE_PLUGINS=<plugin> hides the plugin"
     if isinstance(exc, ImportError):
         return (
             "missing dependency",

@@ -69,6 +69,9 @@ def arms_table(resolved: ResolvedExperiment) -> Table:
             for role in ("data", "encoder", "views", "objective")
             if getattr(arm, role) is not None
         ]
+        transforms = getattr(arm.data, "transforms", None) or []
+        if transforms:
+            lines.insert(1, f"transforms: {', '.join(_ref(t) for t in transforms)}")
         if arm.evaluators:
             lines.append(f"evaluators: {', '.join(_ref(e) for e in arm.evaluators)}")
         if arm.pretrains:

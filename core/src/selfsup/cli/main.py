@@ -22,6 +22,7 @@ from selfsup.cli._common import (
     make_consoles,
     render_error,
 )
+from selfsup.hookguard import current_plugin, error_policy
 
 __all__ = ["BUILTIN_COMMANDS", "SelfsupGroup", "build_cli", "main"]
 
@@ -69,24 +70,47 @@ def _load_manager() -> Any:
 
 
 def _add_plugin_commands(group: click.Group, pm: Any) -> None:
-    """Let each active plugin add commands; a plugin that raises is failed, not fatal."""
-    caller = pm.hook.register_commands
-    for impl in caller.get_hookimpls():
-        name = pm.pm.get_name(impl.plugin)
-        if name is None or pm.infos.get(name) is None or pm.infos[name].status != "active":
-            continue
-        before = dict(group.commands)
-        try:
-            impl.function(cli=group)
-            replaced = sorted(n for n in BUILTIN_COMMANDS if group.commands.get(n) is not before[n])
-            if replaced:
-                raise RuntimeError(f"it replaces the built-in command(s) {', '.join(replaced)}")
-        except Exception as exc:
-            group.commands.clear()
-            group.commands.update(before)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                pm.fail_plugin(name, f"register_commands raised {type(exc).__name__}: {exc}")
+    """Let active plugins add commands, through pluggy's hook caller.
+
+    Ordering (``tryfirst``/``trylast``) and wrappers work as for every hook. A plugin
+    whose implementation raises, or that adds a command named like a built-in one, is
+    failed (its commands removed) and the others keep theirs.
+    """
+    added: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    plain_add = group.add_command
+
+    def add_command(cmd: click.Command, name: str | None = None) -> None:
+        plugin = current_plugin()
+        cmd_name = name or cmd.name or ""
+        if plugin is not None:
+            if cmd_name in BUILTIN_COMMANDS:
+                raise RuntimeError(f"it replaces the built-in command {cmd_name!r}")
+            added[cmd_name] = plugin
+        plain_add(cmd, name)
+
+    def on_error(plugin: str, hook: str, exc: Exception) -> None:
+        failed.setdefault(plugin, f"{hook} raised {type(exc).__name__}: {exc}")
+
+    group.add_command = add_command  # type: ignore[method-assign]
+    try:
+        with error_policy(on_error):
+            pm.hook.register_commands(cli=group)
+    finally:
+        del group.add_command
+    for name, command in BUILTIN_COMMANDS.items():
+        if group.commands.get(name) is not command:  # replaced behind add_command's back
+            group.commands[name] = command
+            culprit = added.get(name)
+            if culprit:
+                failed.setdefault(culprit, f"it replaces the built-in command {name!r}")
+    for plugin, reason in failed.items():
+        for cmd_name in [n for n, p in added.items() if p == plugin]:
+            if group.commands.get(cmd_name) is not BUILTIN_COMMANDS.get(cmd_name):
+                group.commands.pop(cmd_name, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pm.fail_plugin(plugin, reason)
 
 
 def build_cli(pm: Any = None) -> click.Group:

@@ -5,12 +5,14 @@ Every routine (the core mini-batch loop, a plugin's full-graph loop) gets one
 hand them to the shared epoch loop, so that checkpoints, resumption, budgets, metrics,
 NaN handling and events behave identically across modalities::
 
-    from selfsup.engine.loop import train_epochs
+    from selfsup.training import train_epochs
 
     def fit(self, ctx):
-        def batches(epoch):                    # (input for ctx.views, item count) pairs
-            for graph in my_sampler(epoch):
-                yield graph.to(ctx.runtime.device), graph.num_nodes
+        def batches(epoch):            # (input for ctx.views, item count[, BatchMeta])
+            for graph in my_sampler(epoch):    # seed nodes first, n_id: global ids
+                seeds = graph.n_id[: graph.batch_size]
+                meta = ctx.data.batch_meta("train", seeds).to(ctx.runtime.device)
+                yield graph.to(ctx.runtime.device), graph.batch_size, meta
         train_epochs(ctx, steps_per_epoch, batches)
 
 A routine that needs its own loop uses the same helpers that ``train_epochs`` uses:
@@ -35,7 +37,7 @@ from selfsup.engine.metrics import MetricsLog
 from selfsup.engine.optim import build_optimizer, build_scheduler
 from selfsup.engine.runtime import Runtime
 from selfsup.engine.step import NonFiniteLossError, TrainStepper
-from selfsup.interfaces import DataSplits, Encoder, Objective, ViewMaker
+from selfsup.interfaces import BatchMeta, DataSplits, Encoder, Objective, ViewMaker
 
 __all__ = ["NonFiniteLossError", "RunContext", "SSLModel"]
 
@@ -48,9 +50,13 @@ class SSLModel(nn.Module):
         self.encoder = encoder
         self.objective = objective
 
-    def forward(self, views: Any) -> Any:
-        """Compute the objective's output for a batch of views."""
-        return self.objective(self.encoder, views)
+    def forward(self, views: Any, meta: BatchMeta | None = None) -> Any:
+        """Compute the objective's output for a batch of views and its :class:`BatchMeta`.
+
+        ``meta`` is a plain argument so that DDP (whose ``forward`` takes ``*args``)
+        passes it through unchanged.
+        """
+        return self.objective(self.encoder, views, meta)
 
 
 @dataclass

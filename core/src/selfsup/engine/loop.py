@@ -1,8 +1,10 @@
 """The default routine (``core:minibatch``): a mini-batch loop over the train split.
 
 Every process reads its shard through a ``DistributedSampler`` (also with one process,
-so that a seed gives the same order whatever the world size's bookkeeping), makes
-views on the device, and steps through :class:`~selfsup.engine.step.TrainStepper`.
+so that a seed gives the same order whatever the world size's bookkeeping), builds
+each batch's :class:`~selfsup.interfaces.BatchMeta` (the items' train indices, labels
+and flags), makes views on the device, and steps through
+:class:`~selfsup.engine.step.TrainStepper`; view maker and objective both get the meta.
 Epochs end with mean metrics, throughput and an atomic checkpoint; a resumed run
 continues at the saved epoch (and skips the steps already done in a partial one).
 Each epoch reseeds the generators from (seed, epoch, rank): ranks draw different
@@ -18,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from pydantic import PositiveInt
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from selfsup.engine.runtime import to_device
 from selfsup.engine.seeding import seed_epoch
+from selfsup.interfaces import BatchMeta, Objective
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -29,6 +33,34 @@ if TYPE_CHECKING:
     from selfsup.engine.context import RunContext
 
 __all__ = ["MiniBatch", "train_epochs"]
+
+
+class _Indexed(Dataset):
+    """A map-style split whose items come with their index: ``(item, index)``."""
+
+    def __init__(self, split: Any) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.split[index], int(index)
+
+
+class _IndexedCollate:
+    """Collates ``(item, index)`` pairs: the dataset's own collate sees only its items.
+
+    A class rather than a closure so that loader workers can pickle it whatever the
+    start method.
+    """
+
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, pairs: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
+        batch = self.collate([item for item, _ in pairs])
+        return batch, torch.tensor([index for _, index in pairs], dtype=torch.long)
 
 
 class MiniBatch:
@@ -44,7 +76,7 @@ class MiniBatch:
     """
 
     def __init__(
-        self, drop_last: bool = True, prefetch: int = 2, persistent_workers: bool = True
+        self, drop_last: bool = True, prefetch: PositiveInt = 2, persistent_workers: bool = True
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"core:minibatch: prefetch must be >= 1, got {prefetch}")
@@ -53,7 +85,11 @@ class MiniBatch:
         self.persistent_workers = persistent_workers
 
     def loader(self, ctx: RunContext) -> tuple[DataLoader, DistributedSampler]:
-        """The train loader of this process and its sampler."""
+        """The train loader of this process and its sampler.
+
+        The loader yields ``(batch, index)``: the dataset's own collate of the items,
+        and their ``[B]`` indices in the train split (for :class:`BatchMeta`).
+        """
         train = ctx.data.split("train")
         rt = ctx.runtime
         sampler = DistributedSampler(
@@ -66,11 +102,11 @@ class MiniBatch:
         )
         workers = ctx.train.num_workers
         loader = DataLoader(
-            train,
+            _Indexed(train),
             batch_size=ctx.train.batch_size,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=ctx.data.collate,
+            collate_fn=_IndexedCollate(ctx.data.collate),
             pin_memory=rt.device.type == "cuda",
             drop_last=self.drop_last,
             persistent_workers=self.persistent_workers and workers > 0,
@@ -99,14 +135,22 @@ class MiniBatch:
         device = ctx.runtime.device
         channels_last = ctx.train.channels_last
 
-        def batches(epoch: int) -> Iterator[tuple[Any, int]]:
+        data = ctx.data
+        labelled = data.task != "none"
+
+        def batches(epoch: int) -> Iterator[tuple[Any, int, BatchMeta]]:
             sampler.set_epoch(epoch)
-            for batch in loader:
-                x = batch[0] if isinstance(batch, list | tuple) else batch
+            for batch, index in loader:
+                x, y = batch, None
+                if isinstance(batch, list | tuple):
+                    x = batch[0]
+                    if labelled and len(batch) > 1 and isinstance(batch[1], torch.Tensor):
+                        y = batch[1]
+                meta = data.batch_meta("train", index, labels=y).to(device)
                 x = to_device(x, device)
                 if channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
-                yield x, _batch_len(x)
+                yield x, _batch_len(x), meta
 
         train_epochs(ctx, steps_per_epoch, batches)
 
@@ -114,7 +158,7 @@ class MiniBatch:
 def train_epochs(
     ctx: RunContext,
     steps_per_epoch: int,
-    epoch_batches: Callable[[int], Iterable[tuple[Any, int]]],
+    epoch_batches: Callable[[int], Iterable[tuple[Any, ...]]],
     *,
     epoch_bars: bool = True,
     print_every: int = 1,
@@ -131,18 +175,31 @@ def train_epochs(
     Args:
         ctx: The run context.
         steps_per_epoch: Optimiser steps per epoch (micro-batches / ``grad_accum``).
-        epoch_batches: ``epoch_batches(epoch)`` yields ``(input, item_count)`` pairs,
-            the input ready for ``ctx.views`` on the device. It is called after the
-            epoch's reseed, so iterators created in it replay exactly on resume.
+        epoch_batches: ``epoch_batches(epoch)`` yields ``(input, item_count)`` or
+            ``(input, item_count, meta)`` tuples: the input ready for ``ctx.views`` on
+            the device, the number of items it holds (for throughput), and optionally
+            the micro-batch's :class:`~selfsup.interfaces.BatchMeta` on the device
+            (item indices, labels, flags such as ``"poisoned"``; build it with
+            ``ctx.data.batch_meta(...)``). Each micro-batch is trained as
+            ``ctx.views(input, meta)`` then ``objective(encoder, views, meta)``, with
+            ``meta=None`` for 2-tuples. It is called after the epoch's reseed, so
+            iterators created in it replay exactly on resume.
         epoch_bars: Show a progress bar per epoch (off for one-step epochs).
         print_every: Print an epoch summary line every this many epochs (and last).
 
     Raises:
+        TypeError: The objective is not a :class:`~selfsup.interfaces.Objective`.
         NonFiniteLossError: The loss became NaN/inf (nothing is saved after it).
     """
-    attach = getattr(ctx.objective, "attach", None)
-    if callable(attach):
-        attach(ctx.encoder)  # EMA teachers are built here, before DDP and restore
+    if not isinstance(ctx.objective, Objective):
+        oid = getattr(ctx.arm.objective, "id", None)
+        raise TypeError(
+            f"arm {ctx.arm.name!r}: objective {oid!r} built a "
+            f"{type(ctx.objective).__name__}, not a selfsup.Objective; its plugin must "
+            "subclass selfsup.interfaces.Objective (forward(encoder, views, meta=None), "
+            "attach, on_step_end and student_parameters come with it)"
+        )
+    ctx.objective.attach(ctx.encoder)  # EMA teachers are built here, before DDP and restore
     accum = ctx.train.grad_accum
     model = ctx.wrap_model()
     optimizer = ctx.make_optimizer()
@@ -184,7 +241,7 @@ def train_epochs(
 
 def _epoch(
     ctx: RunContext,
-    batches: Iterable[tuple[Any, int]],
+    batches: Iterable[tuple[Any, ...]],
     stepper: Any,
     epoch: int,
     steps_per_epoch: int,
@@ -206,13 +263,14 @@ def _epoch(
     counted = items = 0
     stop = False
     start = time.perf_counter()
-    for index, (x, count) in enumerate(batches):
+    for index, item in enumerate(batches):
         if index >= micro_limit:
             break
         if index < skip:
             continue
+        x, count, meta = _unpack(item)
         items += count
-        out = stepper.step(ctx.views(x))
+        out = stepper.step(ctx.views(x, meta), meta)
         if out is None:
             continue
         steps += 1
@@ -242,6 +300,27 @@ def _stop(ctx: RunContext, total: int) -> bool:
         dist.broadcast(flag, src=0)
         stop = bool(flag.item())
     return stop
+
+
+def _unpack(item: tuple[Any, ...]) -> tuple[Any, int, BatchMeta | None]:
+    """``(input, count[, meta])`` from a routine's micro-batch, with a clear error."""
+    if not isinstance(item, tuple) or len(item) not in (2, 3):
+        got = f"a {len(item)}-tuple" if isinstance(item, tuple) else type(item).__name__
+        raise TypeError(
+            f"a routine's epoch_batches(epoch) must yield (input, item_count) or "
+            f"(input, item_count, BatchMeta) tuples, got {got}; see "
+            "selfsup.training.train_epochs"
+        )
+    if len(item) == 2:
+        return item[0], int(item[1]), None
+    meta = item[2]
+    if meta is not None and not isinstance(meta, BatchMeta):
+        raise TypeError(
+            f"the third entry of a micro-batch from epoch_batches(epoch) must be a "
+            f"selfsup.interfaces.BatchMeta or None, got {type(meta).__name__}; build it "
+            "with ctx.data.batch_meta(split, index, labels)"
+        )
+    return item[0], int(item[1]), meta
 
 
 def _batch_len(x: Any) -> int:

@@ -67,6 +67,15 @@ def format_stat(stat: Stat | None) -> str:
     return f"{text} ± {std:.{digits}f}" if n > 1 else text
 
 
+def _delta(row: dict[str, Any], metric: str | None) -> str:
+    """``"+0.0213 (vs random-init[x])"`` for an arm with a baseline, else ``"-"``."""
+    value = row.get("vs_baseline", {}).get(metric) if metric else None
+    if value is None:
+        return "-"
+    digits = 4 if abs(value) < 10 else 2
+    return f"{value:+.{digits}f} (vs {row['baseline']})"
+
+
 @dataclass
 class ExperimentResult:
     """Every run of an experiment and their summary per arm.
@@ -116,24 +125,52 @@ class ExperimentResult:
                 row[name] = _stat(values) if values else None
             times = [float(r.get("train_time_s", 0.0)) for r in ok]
             row["train_time_s"] = _stat(times) if times else None
+            row["data"] = runs[0].get("data")
+            row["baseline"] = runs[0].get("baseline")
             rows.append(row)
+        by_arm = {row["arm"]: row for row in rows}
+        for row in rows:
+            base = by_arm.get(row["baseline"]) if row["baseline"] else None
+            row["vs_baseline"] = {
+                name: row[name][0] - base[name][0]
+                for name in self.metric_names()
+                if base is not None and row.get(name) and base.get(name)
+            }
         return rows
+
+    def primary_metric(self) -> str | None:
+        """The metric the comparison leads with: the first one every arm reports."""
+        names = self.metric_names()
+        return names[0] if names else None
 
     def markdown(self) -> str:
         """The comparison table in markdown (metrics as mean ± std over seeds)."""
         names = self.metric_names()
-        header = ["arm", *names, "train time (s)", "seeds"]
+        rows = self.summary()
+        primary = self.primary_metric()
+        compare = primary is not None and any(r["baseline"] for r in rows)
+        header = ["arm", "data", *names]
+        header += [f"{primary} vs own random-init"] if compare else []
+        header += ["train time (s)", "seeds"]
         lines = [
             f"# {self.name}",
             "",
-            "Mean ± sample standard deviation over seeds (successful runs only).",
+            "Mean ± sample standard deviation over seeds (successful runs only)."
+            + (
+                " Each pretrained arm is compared with the random-init arm of its own data "
+                "and encoder (difference of the means)."
+                if compare
+                else ""
+            ),
             "",
             "| " + " | ".join(header) + " |",
             "|" + "|".join("---" for _ in header) + "|",
         ]
-        for row in self.summary():
+        for row in rows:
             seeds = f"{row['runs'] - row['failed']}/{row['runs']}"
-            cells = [row["arm"], *(format_stat(row[n]) for n in names)]
+            cells = [row["arm"], str(row["data"] or "-"), *(format_stat(row[n]) for n in names)]
+            if compare:
+                cells.append(_delta(row, primary))
             cells += [format_stat(row["train_time_s"]), seeds]
             lines.append("| " + " | ".join(cells) + " |")
         for run in self.failed:
@@ -153,8 +190,12 @@ class ExperimentResult:
         table.add_column("metric", style="bold")
         for row in rows:
             table.add_column(row["arm"], justify="right", overflow="fold")
+        table.add_row("data", *(str(row["data"] or "-") for row in rows))
         for name in [*self.metric_names(), "train_time_s"]:
             table.add_row(name, *(format_stat(row[name]) for row in rows))
+        primary = self.primary_metric()
+        if primary is not None and any(r["baseline"] for r in rows):
+            table.add_row(f"{primary} vs own random-init", *(_delta(r, primary) for r in rows))
         table.add_row(
             "seeds ok",
             *(

@@ -7,13 +7,18 @@ with the arm's routine, evaluates, and writes the run directory
     config.yaml        the resolved arm and seed (plain YAML)
     env.json           python, platform, package versions, hardware, plugins
     metrics.jsonl      step and epoch metrics (JSON lines)
+    transforms.json    the data transforms applied (id, params, summary), if any
     checkpoints/last.pt  the last good checkpoint (atomic; weights_only loadable)
-    embeddings.npz     <= 2000 pooled test features + labels (for ``selfsup report``)
-    results.json       {arm, seed, metrics, train_time_s, eval_time_s, epochs, steps,
-                        items_per_s, status}
+    embeddings.npz     <= 2000 pooled test features (+ labels for class tasks), for
+                       ``selfsup report``
+    artefacts/<evaluator>/  files the evaluators wrote (confusion matrices, curves)
+    results.json       {arm, seed, metrics, artefacts, train_time_s, eval_time_s, epochs,
+                        steps, items_per_s, status}; artefacts: [{evaluator, path, kind,
+                        caption}], paths relative to the run directory
 
 The experiment directory gets ``results.json`` and ``results.md`` (mean ± std over
-seeds per arm). Under ``torchrun`` every rank trains and evaluates; rank 0 writes.
+seeds per arm). Under ``torchrun`` every rank trains; evaluators run on rank 0 only
+unless their spec says ``ranks="all"``; rank 0 writes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import io
 import json
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +41,8 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import Subset
 
-from selfsup.config import ArmConfig, ComponentRef, ExperimentConfig, expand_arms
+from selfsup.components import build_component
+from selfsup.config import ArmConfig, ComponentRef, ExperimentConfig, baseline_of, expand_arms
 from selfsup.engine.checkpoint import load_checkpoint, write_bytes_atomic
 from selfsup.engine.context import RunContext
 from selfsup.engine.metrics import read_metrics
@@ -42,7 +50,7 @@ from selfsup.engine.results import ExperimentFailedError, ExperimentResult, writ
 from selfsup.engine.runinfo import safe_dir_name, write_config, write_environment
 from selfsup.engine.runtime import Runtime
 from selfsup.engine.seeding import seed_everything
-from selfsup.interfaces import DataSplits, call_evaluator
+from selfsup.interfaces import DataSplits, EvalContext, Transform
 from selfsup.plugins import PluginManager, get_plugin_manager
 from selfsup.specs import ComponentSpec
 
@@ -69,6 +77,7 @@ class _Plan:
     dirname: str
     specs: dict[str, ComponentSpec]
     evaluators: list[tuple[ComponentRef, ComponentSpec]] = field(default_factory=list)
+    baseline: str | None = None
 
 
 def _plan(pm: PluginManager, arm: ArmConfig, dirname: str) -> _Plan:
@@ -82,6 +91,8 @@ def _plan(pm: PluginManager, arm: ArmConfig, dirname: str) -> _Plan:
     if arm.objective is not None:
         specs["objective"] = pm.get("objective", arm.objective.id)
         specs["routine"] = pm.get("routine", arm.routine.id)
+    for index, ref in enumerate(arm.data.transforms):
+        specs[f"transform[{index}]"] = pm.get("transform", ref.id)
     evaluators = [(ref, pm.get("evaluator", ref.id)) for ref in arm.evaluators]
     return _Plan(arm=arm, dirname=dirname, specs=specs, evaluators=evaluators)
 
@@ -142,6 +153,9 @@ def run_experiment(
     console = console or Console()
     arms = expand_arms(cfg, source=source)
     plans = [_plan(pm, arm, d) for arm, d in zip(arms, _dirnames(arms), strict=True)]
+    baselines = baseline_of(arms)
+    for plan in plans:
+        plan.baseline = baselines.get(plan.arm.name)
     had_group = dist.is_available() and dist.is_initialized()
     try:
         result, errors = _run_all(cfg, plans, pm, console, source, resume, progress)
@@ -180,7 +194,7 @@ def _run_all(
     next(iter(runtimes.values())).barrier()
     say = console.print if main else (lambda *a, **k: None)
     say(f"[bold]{cfg.name}[/bold]: {len(plans)} arm(s) x {len(cfg.seeds)} seed(s) -> {exp_dir}")
-    cache: dict[str, DataSplits] = {}
+    cache: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     errors: list[BaseException] = []
     for plan in plans:
@@ -216,8 +230,51 @@ def _refuse_existing(exp_dir: Path, plans: list[_Plan], seeds: list[int]) -> Non
                 )
 
 
-def _build(ref: ComponentRef, spec: ComponentSpec, **extra: Any) -> Any:
-    return spec.create(**extra, **ref.params)
+def _build(
+    ref: ComponentRef, spec: ComponentSpec, pm: PluginManager | None = None, **extra: Any
+) -> Any:
+    """Build a component, building its ``Ref`` parameters (triggers, attacks) first."""
+    return build_component(spec.kind, ref, pm, **extra)
+
+
+def _load_data(
+    plan: _Plan, seed: int, rt: Runtime, pm: PluginManager, cache: dict[str, Any]
+) -> tuple[DataSplits, list[dict[str, Any]]]:
+    """The arm's dataset (loaded once per experiment) with its transforms applied.
+
+    The loaded dataset is cached by id and parameters (transforms never mutate it);
+    the transformed one by those, the transforms and the seed (transforms draw from
+    the seed), so arms that share all three (a poisoned arm and its random-init
+    baseline) share the result. Returns the splits and, per transform,
+    ``{"id", "params", "summary"}`` for the run's record.
+    """
+    ref = plan.arm.data
+    base_key = yaml.safe_dump({"id": ref.id, "params": ref.params}, sort_keys=True)
+    if base_key not in cache:
+        seed_everything(seed)
+        with rt.main_first():
+            cache[base_key] = _build(ref, plan.specs["dataset"], pm)
+    data = cache[base_key]
+    if not ref.transforms:
+        return data, []
+    key = yaml.safe_dump([ref.model_dump(mode="json"), seed], sort_keys=True)
+    if key in cache:
+        return cache[key]
+    applied: list[dict[str, Any]] = []
+    for index, tref in enumerate(ref.transforms):
+        transform = _build(tref, plan.specs[f"transform[{index}]"], pm)
+        seed_everything(seed)
+        out = transform(data, seed)
+        if not isinstance(out, DataSplits):
+            raise TypeError(
+                f"transform {tref.id!r} (data.transforms[{index}]) returned "
+                f"{type(out).__name__}, not DataSplits: a bug in its plugin"
+            )
+        summary = transform.summary() if isinstance(transform, Transform) else {}
+        applied.append({"id": tref.id, "params": tref.params, "summary": summary})
+        data = out
+    cache[key] = (data, applied)
+    return data, applied
 
 
 def _run_one(
@@ -226,7 +283,7 @@ def _run_one(
     run_dir: Path,
     rt: Runtime,
     pm: PluginManager,
-    cache: dict[str, DataSplits],
+    cache: dict[str, Any],
     console: Console,
     experiment: str,
     source: str,
@@ -242,17 +299,14 @@ def _run_one(
         console.print(f"[bold cyan]{arm.name}[/bold cyan] seed {seed} on {rt.device}")
     if arm.train.threads is not None:
         torch.set_num_threads(arm.train.threads)
-    key = yaml.safe_dump(arm.data.model_dump(), sort_keys=True)
-    if key not in cache:
-        seed_everything(seed)
-        with rt.main_first():
-            cache[key] = _build(arm.data, specs["dataset"])
-    data = cache[key]
+    data, applied = _load_data(plan, seed, rt, pm, cache)
+    if rt.is_main and applied:
+        write_json_atomic(applied, run_dir / "transforms.json")
     # Seeded after the (cached) data: a run's initial weights do not depend on which
     # run happened to load the data first (or on runs skipped by --resume).
     seed_everything(seed)
-    encoder = _build(arm.encoder, specs["encoder"]).to(rt.device)
-    views = _build(arm.views, specs["views"]) if arm.views is not None else None
+    encoder = _build(arm.encoder, specs["encoder"], pm).to(rt.device)
+    views = _build(arm.views, specs["views"], pm) if arm.views is not None else None
     if isinstance(views, nn.Module):
         views = views.to(rt.device)
     ckpt_path = run_dir / "checkpoints" / "last.pt"
@@ -264,14 +318,20 @@ def _run_one(
         config=arm.model_dump(mode="json"),
         info={"arm": arm.name, "seed": seed, "world_size": rt.world_size, "device": str(rt.device)},
     )
-    record: dict[str, Any] = {"arm": arm.name, "seed": seed, "metrics": {}, "status": "ok"}
+    record: dict[str, Any] = {
+        "arm": arm.name, "seed": seed, "data": arm.data.id, "encoder": arm.encoder.id,
+        "objective": arm.objective.id if arm.objective else None,
+        "baseline": plan.baseline, "metrics": {}, "status": "ok",
+    }  # fmt: skip
+    if applied:
+        record["transforms"] = applied
     error: BaseException | None = None
     steps = 0
     train_time = eval_time = 0.0
     try:
         if arm.pretrains:
-            objective = _build(arm.objective, specs["objective"], embed_dim=encoder.embed_dim)
-            routine = _build(arm.routine, specs["routine"])
+            objective = _build(arm.objective, specs["objective"], pm, embed_dim=encoder.embed_dim)
+            routine = _build(arm.routine, specs["routine"], pm)
             ctx = RunContext(
                 arm=arm, seed=seed, run_dir=run_dir, runtime=rt, encoder=encoder,
                 objective=objective.to(rt.device), views=views, data=data,
@@ -283,7 +343,7 @@ def _run_one(
             steps = ctx.global_step
             ctx.metrics.close()
         start = time.perf_counter()
-        record["metrics"] = _evaluate(plan, encoder, data, rt, seed, views)
+        record["metrics"] = _evaluate(plan, encoder, data, rt, seed, views, run_dir, pm, record)
         eval_time = time.perf_counter() - start
         if rt.is_main:
             record.update(_save_embeddings(data, encoder, rt, run_dir / "embeddings.npz", seed))
@@ -310,24 +370,106 @@ def _run_one(
 
 
 def _evaluate(
-    plan: _Plan, encoder: nn.Module, data: DataSplits, rt: Runtime, seed: int, views: Any
+    plan: _Plan,
+    encoder: nn.Module,
+    data: DataSplits,
+    rt: Runtime,
+    seed: int,
+    views: Any,
+    run_dir: Path,
+    pm: PluginManager,
+    record: dict[str, Any],
 ) -> dict[str, float]:
-    """Run every evaluator (on every rank); repeated metric names get the evaluator's name."""
+    """Run the arm's evaluators, each with its own :class:`EvalContext`; the metrics.
+
+    An evaluator whose spec says ``ranks="main"`` (the default) runs on rank 0 only;
+    ``ranks="all"`` runs on every rank (sharded work). Rank 0's metrics are the ones
+    written. Repeated metric names get the evaluator's name as a prefix. Each
+    evaluator's artefacts are appended to ``record["artefacts"]`` as
+    ``{"evaluator", "path", "kind", "caption"}`` (``path`` relative to ``run_dir``) as
+    soon as it returns, so those of earlier evaluators survive a later failure.
+
+    Under ``torchrun`` the ranks meet after every evaluator (see :func:`_meet`): the
+    others wait while rank 0 evaluates alone, an evaluator on every rank starts on
+    every rank together, and a failure on one rank stops the evaluation on all of them
+    (the others raise too) instead of leaving them waiting.
+    """
     metrics: dict[str, float] = {}
+    artefacts: list[dict[str, str]] = record.setdefault("artefacts", [])
+    names: set[str] = set()
     encoder.eval()
-    for ref, spec in plan.evaluators:
-        evaluator = _build(ref, spec)
-        out = call_evaluator(evaluator, encoder, data, rt, seed=seed, views=views)
-        for name, value in out.items():
-            key = name if name not in metrics else f"{spec.name}/{name}"
-            metrics[key] = float(value)
+    group = dist.new_group(backend="gloo", timeout=EVAL_WAIT_TIMEOUT) if rt.distributed else None
+    try:
+        for ref, spec in plan.evaluators:
+            name, n = spec.name, 2
+            while name in names:  # the same evaluator twice: separate artefact folders
+                name, n = f"{spec.name}-{n}", n + 1
+            names.add(name)
+            out: Mapping[str, Any] = {}
+            error: Exception | None = None
+            if rt.is_main or getattr(spec, "ranks", "main") == "all":
+                ctx = EvalContext(runtime=rt, seed=seed, views=views, run_dir=run_dir, name=name)
+                try:
+                    out = _evaluate_one(_build(ref, spec, pm), spec, encoder, data, ctx)
+                except Exception as exc:
+                    error = exc
+                finally:
+                    artefacts.extend({"evaluator": spec.id, **a} for a in ctx.artefacts)
+            if group is not None and _meet(group, error is not None) and error is None:
+                error = RuntimeError(
+                    f"evaluator {spec.id!r} failed on another rank of this torchrun job, "
+                    "which reports the error (rank 0 in the run's error.log)"
+                )
+            if error is not None:
+                raise error
+            for key, value in out.items():
+                metrics[key if key not in metrics else f"{spec.name}/{key}"] = float(value)
+    finally:
+        if group is not None:
+            dist.destroy_process_group(group)
     return metrics
+
+
+def _evaluate_one(
+    evaluator: Any, spec: ComponentSpec, encoder: nn.Module, data: DataSplits, ctx: EvalContext
+) -> Mapping[str, Any]:
+    """Call one evaluator and check that it returned a mapping of metrics."""
+    out = evaluator.evaluate(encoder, data, ctx)
+    if not isinstance(out, Mapping):
+        raise TypeError(
+            f"evaluator {spec.id!r} returned {type(out).__name__}, not a dict of metric "
+            "name -> float: a bug in its plugin"
+        )
+    return out
+
+
+#: How long the other ranks wait for rank 0 while it evaluates alone.
+EVAL_WAIT_TIMEOUT = timedelta(hours=24)
+
+
+def _meet(group: Any, failed: bool) -> bool:
+    """Every rank meets after an evaluator; whether it failed on any of them.
+
+    The meeting is an all-reduce on a gloo group of its own with
+    :data:`EVAL_WAIT_TIMEOUT`: rank 0 may evaluate alone for longer than the default
+    group's collective timeout (10 minutes on NCCL) while the others wait, and every
+    rank meets once per evaluator whichever rank ran or failed, so no rank is left
+    waiting for a meeting that never comes.
+    """
+    flag = torch.tensor([1 if failed else 0], dtype=torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+    return bool(flag.item())
 
 
 def _save_embeddings(
     data: DataSplits, encoder: nn.Module, rt: Runtime, path: Path, seed: int
 ) -> dict[str, Any]:
-    """Write <= MAX_EMBEDDINGS pooled features + labels of the test (or val) split."""
+    """Write <= MAX_EMBEDDINGS pooled features of the test (or val) split.
+
+    Labels are saved with them only when the dataset has one class per item
+    (:attr:`DataSplits.has_class_labels`); segmentation maps, multi-label vectors and
+    unlabelled data save the features alone.
+    """
     split = next((s for s in ("test", "val", "train") if getattr(data, s, None) is not None), None)
     if split is None:
         return {}
@@ -343,8 +485,11 @@ def _save_embeddings(
         if len(feats) > MAX_EMBEDDINGS:
             idx = np.sort(np.random.default_rng(seed).permutation(len(feats))[:MAX_EMBEDDINGS])
             feats, labels = feats[torch.as_tensor(idx)], labels[torch.as_tensor(idx)]
+        arrays = {"features": feats.float().numpy(), "split": np.array(split)}
+        if data.has_class_labels:
+            arrays["labels"] = labels.reshape(-1).numpy()
         buf = io.BytesIO()
-        np.savez(buf, features=feats.float().numpy(), labels=labels.numpy(), split=np.array(split))
+        np.savez(buf, **arrays)
         write_bytes_atomic(buf.getvalue(), path)
     except Exception as exc:  # a side product: never fail a finished run over it
         return {"embeddings_error": f"{type(exc).__name__}: {exc}"}

@@ -19,6 +19,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from selfsup.engine.context import RunContext
+    from selfsup.interfaces import BatchMeta
 
 __all__ = ["NonFiniteLossError", "TrainStepper"]
 
@@ -33,7 +34,8 @@ class TrainStepper:
     Args:
         ctx: The run context (runtime, settings, objective, logging).
         model: The trainable module (``SSLModel``, possibly DDP-wrapped or compiled):
-            ``model(views)`` returns an :class:`~selfsup.interfaces.ObjectiveOutput`.
+            ``model(views, meta)`` returns an
+            :class:`~selfsup.interfaces.ObjectiveOutput`.
         optimizer: The optimiser.
         scheduler: The per-step learning-rate scheduler.
         total_steps: Optimiser steps of the whole run (passed to ``on_step_end``).
@@ -98,11 +100,13 @@ class TrainStepper:
         )
 
     # ------------------------------------------------------------------ the step
-    def step(self, views: Any) -> dict[str, float] | None:
+    def step(self, views: Any, meta: BatchMeta | None = None) -> dict[str, float] | None:
         """Run one micro-step; every ``grad_accum``-th call also steps the optimiser.
 
         Args:
             views: What the view maker produced for this micro-batch.
+            meta: The micro-batch's :class:`~selfsup.interfaces.BatchMeta` (indices,
+                labels, flags), passed on to the objective; ``None`` if unknown.
 
         Returns:
             The step's metrics (micro-step means of the loss and the objective's
@@ -116,7 +120,7 @@ class TrainStepper:
         last = self._micro % self.accum == 0
         with self._sync_context(last):
             with self.ctx.runtime.autocast():
-                out = self.model(views)
+                out = self.model(views, meta)
             loss = out.loss
             value = self._global_loss(loss)
             if not math.isfinite(value):

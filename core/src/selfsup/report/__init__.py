@@ -6,7 +6,8 @@
 - ``metrics.jsonl``: loss and metric curves per arm and seed;
 - ``embeddings.npz``: a 2-D projection (PCA by default, t-SNE if scikit-learn is
   installed and asked for) coloured by label, one panel per arm;
-- ``results.json``: the results table, mean ± std over seeds per arm.
+- ``results.json``: the results table, mean ± std over seeds per arm, and the
+  artefacts the evaluators wrote (linked per run; images shown inline).
 
 It writes PNGs and a self-contained ``report.html`` (images embedded), atomically.
 Plotting needs matplotlib, the ``selfsup[report]`` extra.
@@ -66,7 +67,7 @@ def build_report(
     ]
     names, rows = summarise(runs)
     embedded = {p.name: base64.b64encode(p.read_bytes()).decode("ascii") for p in images}
-    html = render_html(root.name or str(root), runs, names, rows, embedded)
+    html = render_html(root.name or str(root), runs, names, rows, embedded, out)
     target = out / "report.html"
     write_atomic(target, html.encode("utf-8"))
     return target

@@ -1,9 +1,17 @@
-"""The self-contained ``report.html``: results table, per-run table, embedded plots."""
+"""The self-contained ``report.html``: results table, per-run table, embedded plots.
+
+Evaluator artefacts (``results.json`` ``"artefacts"``: confusion matrices, curves,
+masks) are linked per run, relative to the report, and images among them are shown
+inline (embedded, so the page stays self-contained).
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from selfsup.report.runs import RunRecord, to_float
@@ -18,7 +26,12 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .dim { color: #777; font-size: 0.9em; }
+figure { margin: 0.5em 0 1em 0; }
+figure img { max-width: 480px; }
 """
+
+#: Images larger than this are linked, not embedded.
+MAX_INLINE_BYTES = 2_000_000
 
 
 def format_cell(value: Any) -> str:
@@ -43,12 +56,55 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _artefact_file(run: RunRecord, entry: Any) -> Path | None:
+    """The file of one ``results.json`` artefact entry, if it lies inside the run directory."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return None
+    root = run.path.resolve()
+    path = (root / entry["path"]).resolve()
+    return path if path.is_relative_to(root) else None
+
+
+def _artefacts(runs: list[RunRecord], out_dir: Path | None) -> list[str]:
+    """The "Artefacts" section: per run, a link to each artefact, images shown inline."""
+    parts: list[str] = []
+    base = (out_dir or Path(".")).resolve()
+    for run in runs:
+        entries = run.results.get("artefacts")
+        if not isinstance(entries, list) or not entries:
+            continue
+        items: list[str] = []
+        for entry in entries:
+            path = _artefact_file(run, entry)
+            if path is None:
+                continue
+            kind, caption = str(entry.get("kind", "file")), str(entry.get("caption", ""))
+            who = html.escape(str(entry.get("evaluator", "")))
+            href = html.escape(Path(os.path.relpath(path, base)).as_posix(), quote=True)
+            text = f'<a href="{href}">{html.escape(path.name)}</a>'
+            if not path.is_file():
+                text = f'{html.escape(path.name)} <span class="dim">(missing)</span>'
+            line = f'{text} <span class="dim">{who}, {html.escape(kind)}</span>'
+            if caption:
+                line += f": {html.escape(caption)}"
+            inline = kind == "image" and path.is_file() and path.suffix.lower() == ".png"
+            if inline and path.stat().st_size <= MAX_INLINE_BYTES:
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                alt = html.escape(caption or path.name, quote=True)
+                line += f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"></figure>'
+            items.append(f"<li>{line}</li>")
+        if items:
+            parts.append(f"<h3>{html.escape(run.label)}</h3><ul>{''.join(items)}</ul>")
+    return ["<h2>Artefacts</h2>", *parts] if parts else []
+
+
 def render_html(
     title: str,
     runs: list[RunRecord],
     names: list[str],
     rows: list[dict[str, Any]],
     images: dict[str, str],
+    out_dir: Path | None = None,
 ) -> str:
     """The report page.
 
@@ -58,6 +114,8 @@ def render_html(
         names: Metric names (columns of the results table).
         rows: Per-arm summaries from :func:`selfsup.report.runs.summarise`.
         images: File name -> base64 PNG, embedded as data URIs.
+        out_dir: Where the page is written; artefact links are relative to it
+            (the current directory when ``None``).
     """
     parts = [
         "<!DOCTYPE html>",
@@ -87,6 +145,7 @@ def render_html(
     ]
     parts.append("<h2>Runs</h2>")
     parts.append(_table(["run", "train_time_s", *names], per_run))
+    parts.extend(_artefacts(runs, out_dir))
     paths = "".join(f"<li><code>{html.escape(str(r.path))}</code></li>" for r in runs)
     parts.append(f'<details><summary>run directories</summary><ul class="dim">{paths}</ul>')
     parts.append("</details></body></html>")

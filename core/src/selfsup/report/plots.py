@@ -110,6 +110,8 @@ def _load_embeddings(path: Path) -> tuple[Any, Any]:
     labels = next((arrays[k] for k in ("labels", "y", "test_labels") if k in arrays), None)
     if feats is None:
         raise ValueError(f"{path}: no 2-D embedding array (keys: {', '.join(arrays)})")
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(feats)):
+        labels = None  # not one class per item (a label map, a multi-label vector)
     return feats, labels
 
 
@@ -155,6 +157,7 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
         rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False, layout="tight"
     )
     rng = np.random.default_rng(0)
+    labelled = 0
     for ax, (arm, run) in zip(axes.flat, chosen.items(), strict=False):
         feats, labels = _load_embeddings(run.embeddings)  # type: ignore[arg-type]
         index = np.arange(len(feats))
@@ -162,7 +165,9 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
             index = np.sort(rng.choice(index, MAX_POINTS, replace=False))
         xy = project_2d(feats[index], method)
         colours = None if labels is None else np.asarray(labels)[index]
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6, cmap="tab10", alpha=0.8)
+        labelled += colours is not None
+        style = {"c": colours, "cmap": "tab10"} if colours is not None else {}
+        points = ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.8, **style)
         if colours is not None and len(np.unique(colours)) <= 10:
             ax.legend(*points.legend_elements(), fontsize="x-small", title="label", loc="best")
         ax.set_title(f"{arm} ({run.label})", fontsize="small")
@@ -170,7 +175,10 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
         ax.set_yticks([])
     for ax in list(axes.flat)[len(chosen) :]:
         ax.axis("off")
-    fig.suptitle(f"embeddings, {method.upper()} to 2-D, coloured by label")
+    # Embeddings of datasets without one class per item (segmentation, unlabelled)
+    # are saved without labels: those panels are plain scatters.
+    how = "coloured by label" if labelled == len(chosen) else "coloured by label where known"
+    fig.suptitle(f"embeddings, {method.upper()} to 2-D, {how if labelled else 'no labels'}")
     try:
         return _save(fig, out_dir / f"embeddings_{method}.png")
     finally:

@@ -10,11 +10,24 @@ Fixtures:
     restored afterwards. ``register_plugin``: register a plugin object or module
     under a name for one test. ``cli_runner``: invoke the ``selfsup`` command
     in-process with that manager. ``tiny_batch``: a factory of small random batches
-    per modality.
+    per modality (:func:`make_batch`).
+
+Batches: :func:`make_batch` makes small random batches per modality (shape tests
+only, seeded): tensors ``[B, *shape]`` (:data:`SHAPES`; ``shape=`` overrides),
+3-D volumes ``[B, C, D, H, W]`` (``make_batch("volume", size=(D, H, W), channels=C)``),
+variable-length :class:`~selfsup.interfaces.Padded` batches of distinct lengths
+(``make_batch("sequence", lengths=[...] or min_len=/max_len=, features=F)`` and
+``make_batch("audio", variable_length=True)``; defaults in :data:`LENGTHS`) and PyG
+graph batches (``make_batch("graph")``).
 
 Contract checks (plain functions, usable from parametrized tests) build a component
 and assert what the core relies on: :func:`check_encoder`, :func:`check_objective`,
-:func:`check_views`, :func:`check_dataset`, :func:`check_evaluator`.
+:func:`check_views`, :func:`check_dataset`, :func:`check_evaluator`. For encoders of
+variable-length inputs, :func:`check_padding_invariance` asserts that each item of a
+``Padded`` batch gets the embedding it gets alone, whatever the padding, and that
+``out.mask`` is False exactly on padded tokens; :func:`check_token_mask` and
+:func:`check_feature_maps` check the ``mask`` and ``feature_maps`` fields of an
+:class:`~selfsup.interfaces.EncoderOutput` (``check_encoder`` calls both).
 :func:`contract_cases` lists a plugin's specs for ``pytest.mark.parametrize``.
 :func:`torchrun_selfsup` runs ``selfsup run`` under ``torchrun`` on local CPU processes.
 
@@ -32,6 +45,22 @@ Example:
             result = cli_runner.invoke(["plugins", "--json"])
             assert result.exit_code == 0, result.output
             assert '"ecg"' in result.output
+
+    Variable-length and 3-D encoders::
+
+        from selfsup.testing import check_padding_invariance
+
+        @pytest.mark.parametrize("spec", contract_cases(None, "speech", "encoder"))
+        def test_padding(spec):
+            batch = make_batch("sequence", lengths=[5, 9, 7], features=40)
+            check_encoder(spec, batch, n_mels=40)  # its [B, T, D] tokens need out.mask
+            items = [batch.item(i) for i in range(batch.batch_size)]
+            check_padding_invariance(spec, items, atol=1e-5, n_mels=40)
+
+        @pytest.mark.parametrize("spec", contract_cases(None, "medical", "encoder"))
+        def test_volume_encoder(spec):  # feature_maps: [B, C_i, D, H, W], finest first
+            _, out = check_encoder(spec, make_batch("volume", batch_size=2, size=32))
+            assert len(out.feature_maps) == 4
 """
 
 from __future__ import annotations
@@ -42,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from selfsup.testing.batches import SHAPES, make_batch
+from selfsup.testing.batches import LENGTHS, SHAPES, make_batch
 from selfsup.testing.contracts import (
     check_dataset,
     check_encoder,
@@ -52,6 +81,11 @@ from selfsup.testing.contracts import (
     contract_cases,
 )
 from selfsup.testing.distributed import torchrun_selfsup
+from selfsup.testing.encoders import (
+    check_feature_maps,
+    check_padding_invariance,
+    check_token_mask,
+)
 
 if TYPE_CHECKING:
     from click.testing import Result
@@ -59,16 +93,21 @@ if TYPE_CHECKING:
     from selfsup.plugins import PluginInfo, PluginManager
 
 __all__ = [
+    "LENGTHS",
     "SHAPES",
     "CliInvoker",
     "check_dataset",
     "check_encoder",
     "check_evaluator",
+    "check_feature_maps",
     "check_objective",
+    "check_padding_invariance",
+    "check_token_mask",
     "check_views",
     "cli_runner",
     "contract_cases",
     "core_manager",
+    "load_plugins",
     "make_batch",
     "register_plugin",
     "selfsup_pm",
@@ -77,6 +116,24 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- managers
+
+
+def load_plugins(strict: bool = False) -> PluginManager:
+    """A fresh plugin manager with every installed entry point loaded.
+
+    For "installed" tests: is my entry point found, active, and does it register what
+    it should? Not installed as the process-wide manager (see ``selfsup_pm`` for that).
+
+    Args:
+        strict: Raise on the first plugin failure instead of recording it.
+
+    Example:
+        >>> pm = load_plugins()  # doctest: +SKIP
+        >>> pm.infos["ecg"].status, [s.id for s in pm.registry.list("encoder")]  # doctest: +SKIP
+    """
+    from selfsup.plugins import PluginManager
+
+    return PluginManager(strict=strict)
 
 
 def core_manager(*plugins: tuple[str, object]) -> PluginManager:

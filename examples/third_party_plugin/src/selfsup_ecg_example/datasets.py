@@ -17,9 +17,11 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from selfsup import DataSplits
 from torch.utils.data import TensorDataset
 
@@ -66,8 +68,8 @@ def _split(labels: np.ndarray, val: float, test: float, seed: int) -> list[np.nd
 
 def NpyFolder(  # a factory named like the component it builds
     root: str,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
     split_seed: int = 0,
 ) -> DataSplits:
     """Load ``signals.npy`` (+ ``labels.npy``) from ``root`` into stratified splits.

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from pydantic import PositiveInt
 from selfsup import Encoder, EncoderOutput
 from torch import Tensor, nn
 
@@ -48,11 +49,11 @@ class CNN1d(Encoder):
 
     def __init__(
         self,
-        in_channels: int = 12,
-        width: int = 32,
-        depth: int = 4,
-        embed_dim: int = 128,
-        kernel_size: int = 7,
+        in_channels: PositiveInt = 12,
+        width: PositiveInt = 32,
+        depth: PositiveInt = 4,
+        embed_dim: PositiveInt = 128,
+        kernel_size: PositiveInt = 7,
         standardize: bool = True,
     ) -> None:
         super().__init__()

@@ -12,8 +12,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from selfsup.interfaces import BatchMeta
 
 __all__ = ["JitterScale"]
 
@@ -34,10 +40,10 @@ class JitterScale:
 
     def __init__(
         self,
-        n_views: int = 2,
-        max_shift: float = 0.1,
-        scale: tuple[float, float] = (0.8, 1.2),
-        jitter: float = 0.05,
+        n_views: PositiveInt = 2,
+        max_shift: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+        scale: tuple[PositiveFloat, PositiveFloat] = (0.8, 1.2),
+        jitter: NonNegativeFloat = 0.05,
     ) -> None:
         if n_views < 1:
             raise ValueError(f"ecg:jitter-scale: n_views must be >= 1, got {n_views}")
@@ -68,8 +74,12 @@ class JitterScale:
             x = x + self.jitter * std * torch.randn_like(x)
         return x
 
-    def __call__(self, batch: Tensor) -> list[Tensor]:
-        """Make ``n_views`` augmented views of ``batch`` (``[B, leads, samples]``)."""
+    def __call__(self, batch: Tensor, meta: BatchMeta | None = None) -> list[Tensor]:
+        """Make ``n_views`` augmented views of ``batch`` (``[B, leads, samples]``).
+
+        ``meta`` (the items' indices, labels and flags) is not used: every item is
+        augmented the same way.
+        """
         x = batch.unsqueeze(1) if batch.dim() == 2 else batch
         if x.dim() != 3:
             raise ValueError(

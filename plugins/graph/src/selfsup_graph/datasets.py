@@ -24,13 +24,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import Tensor
 from torch_geometric.data import Data
 
 from selfsup_graph.splits import GraphSplits
+from selfsup_graph.views import Rate
 
 __all__ = ["PYG_DATASETS", "karate", "planetoid", "pyg_dataset"]
 
@@ -226,10 +228,10 @@ def planetoid(
     root: str | None = None,
     cache_dir: str | None = None,
     normalize_features: bool = True,
-    holdout_edges: float = 0.0,
-    holdout_val_edges: float = 0.0,
+    holdout_edges: Rate = 0.0,
+    holdout_val_edges: Rate = 0.0,
     split_seed: int = 0,
-    embed_batch_size: int | None = None,
+    embed_batch_size: PositiveInt | None = None,
 ) -> GraphSplits:
     """A Planetoid citation graph (Cora, CiteSeer, PubMed) with its public split.
 
@@ -281,10 +283,10 @@ def planetoid(
 
 
 def karate(
-    train_fraction: float = 0.5,
-    val_fraction: float = 0.25,
+    train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5,
+    val_fraction: Rate = 0.25,
     split_seed: int = 0,
-    holdout_edges: float = 0.0,
+    holdout_edges: Rate = 0.0,
 ) -> GraphSplits:
     """Zachary's karate club (built into PyG: 34 nodes, 4 communities, one-hot features).
 
@@ -306,12 +308,12 @@ def pyg_dataset(
     name: str | None = None,
     cache_dir: str | None = None,
     normalize_features: bool = True,
-    train_fraction: float = 0.1,
-    val_fraction: float = 0.1,
+    train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1,
+    val_fraction: Rate = 0.1,
     split_seed: int = 0,
-    holdout_edges: float = 0.0,
-    holdout_val_edges: float = 0.0,
-    embed_batch_size: int | None = None,
+    holdout_edges: Rate = 0.0,
+    holdout_val_edges: Rate = 0.0,
+    embed_batch_size: PositiveInt | None = None,
 ) -> GraphSplits:
     """A node-level dataset class of ``torch_geometric.datasets``, from local files only.
 

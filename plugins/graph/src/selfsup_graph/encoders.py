@@ -22,15 +22,17 @@ worth about five points of linear-probe accuracy (see ``benchmarks/README.md``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt
 from selfsup.interfaces import Encoder, EncoderOutput
 from torch import Tensor, nn
 from torch_geometric.nn import GINConv, global_add_pool, global_max_pool, global_mean_pool
 
 from selfsup_graph.layers import GATLayer, GCNLayer, reference_gat_init
+from selfsup_graph.views import Rate
 
 __all__ = [
     "GAT",
@@ -49,6 +51,11 @@ ACTIVATIONS = ("relu", "prelu", "elu", "none")
 POOLINGS = ("mean", "sum", "max")
 GAT_INITS = ("xavier-relu", "pyg")
 _POOL = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+
+# Parameter types: the constraints ``selfsup check`` enforces from the signatures.
+Norm = Literal["none", "batch", "layer"]
+Activation = Literal["relu", "prelu", "elu", "none"]
+Pooling = Literal["mean", "sum", "max"]
 
 
 def _choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -116,7 +123,7 @@ class NodeFeatures(Encoder):
 
     modality = "graph"
 
-    def __init__(self, in_dim: int, pooling: str = "mean") -> None:
+    def __init__(self, in_dim: PositiveInt, pooling: Pooling = "mean") -> None:
         super().__init__()
         self.in_dim = self.embed_dim = _positive("graph:features", "in_dim", in_dim)
         self.pooling = _choice("graph:features", "pooling", pooling, POOLINGS)
@@ -152,14 +159,14 @@ class GraphEncoder(Encoder):
 
     def __init__(
         self,
-        in_dim: int,
-        hidden_dim: int = 256,
-        num_layers: int = 2,
-        norm: str = "none",
-        activation: str = "relu",
-        dropout: float = 0.0,
+        in_dim: PositiveInt,
+        hidden_dim: PositiveInt = 256,
+        num_layers: PositiveInt = 2,
+        norm: Norm = "none",
+        activation: Activation = "relu",
+        dropout: Rate = 0.0,
         residual: bool = False,
-        pooling: str = "mean",
+        pooling: Pooling = "mean",
         last_activation: bool = True,
     ) -> None:
         super().__init__()
@@ -265,9 +272,31 @@ class GIN(GraphEncoder):
 
     owner = "graph:gin"
 
-    def __init__(self, in_dim: int, *args: Any, train_eps: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        hidden_dim: PositiveInt = 256,
+        num_layers: PositiveInt = 2,
+        norm: Norm = "none",
+        activation: Activation = "relu",
+        dropout: Rate = 0.0,
+        residual: bool = False,
+        pooling: Pooling = "mean",
+        last_activation: bool = True,
+        train_eps: bool = False,
+    ) -> None:
         self.train_eps = bool(train_eps)
-        super().__init__(in_dim, *args, **kwargs)
+        super().__init__(
+            in_dim,
+            hidden_dim,
+            num_layers,
+            norm,
+            activation,
+            dropout,
+            residual,
+            pooling,
+            last_activation,
+        )
 
     def make_conv(self, d_in: int, d_out: int, index: int) -> nn.Module:
         """A ``GINConv`` layer around ``Linear -> activation -> Linear``."""
@@ -300,19 +329,19 @@ class GAT(GraphEncoder):
 
     def __init__(
         self,
-        in_dim: int,
-        hidden_dim: int = 256,
-        num_layers: int = 2,
-        heads: int = 4,
-        norm: str = "none",
-        activation: str = "prelu",
-        dropout: float = 0.0,
-        attn_dropout: float = 0.0,
+        in_dim: PositiveInt,
+        hidden_dim: PositiveInt = 256,
+        num_layers: PositiveInt = 2,
+        heads: PositiveInt = 4,
+        norm: Norm = "none",
+        activation: Activation = "prelu",
+        dropout: Rate = 0.0,
+        attn_dropout: Rate = 0.0,
         negative_slope: float = 0.2,
         residual: bool = False,
-        pooling: str = "mean",
+        pooling: Pooling = "mean",
         last_activation: bool = True,
-        init: str = "xavier-relu",
+        init: Literal["xavier-relu", "pyg"] = "xavier-relu",
     ) -> None:
         self.heads = _positive(self.owner, "heads", heads)
         if isinstance(hidden_dim, int) and hidden_dim % self.heads:

@@ -14,14 +14,14 @@ are reported. No parameter is fit on the test edges.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from selfsup.engine.runtime import Runtime
+    from selfsup.interfaces import EvalContext
     from torch import nn
 
 __all__ = ["LinkPrediction", "link_scores"]
@@ -50,15 +50,13 @@ class LinkPrediction:
         'cosine'
     """
 
-    def __init__(self, score: str = "dot") -> None:
+    def __init__(self, score: Literal["dot", "cosine"] = "dot") -> None:
         if score not in ("dot", "cosine"):
             raise ValueError(f"{_OWNER}: score={score!r} must be 'dot' or 'cosine'")
         self.score = score
 
-    def evaluate(
-        self, encoder: nn.Module, data: Any, runtime: Runtime, seed: int = 0
-    ) -> dict[str, float]:
-        """Score the held-out edges of ``data`` with the frozen encoder.
+    def evaluate(self, encoder: nn.Module, data: Any, ctx: EvalContext) -> dict[str, float]:
+        """Score the held-out edges of ``data`` with the frozen encoder (no labels used).
 
         Raises:
             ValueError: The dataset holds no edges out (set its ``holdout_edges``).
@@ -72,7 +70,7 @@ class LinkPrediction:
                 f"{_OWNER} needs edges held out from pretraining: set the graph dataset's "
                 "parameter holdout_edges (e.g. data.params.holdout_edges: 0.1)"
             )
-        emb = node_embeddings(encoder, runtime).float()
+        emb = node_embeddings(encoder, ctx.runtime).float()
         out: dict[str, float] = {}
         for split, prefix in (("test", "link"), ("val", "link_val")):
             if split not in link:

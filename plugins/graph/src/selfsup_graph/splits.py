@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from selfsup.engine.runtime import to_device
 from selfsup.interfaces import DataSplits
+from selfsup.runtime import to_device
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from selfsup.engine.runtime import Runtime
+    from selfsup.runtime import Runtime
 
 __all__ = ["GraphSplits", "NodeSplit"]
 
@@ -93,6 +93,13 @@ class GraphSplits(DataSplits):
     def graph(self) -> Any:
         """The training graph."""
         return self.train
+
+    def replace(self, **changes: Any) -> GraphSplits:
+        """A copy with fields changed (a transform's poisoned graph); embeddings not reused."""
+        out = super().replace(**changes)
+        assert isinstance(out, GraphSplits)
+        out._cache = None
+        return out
 
     def nodes(self, split: str) -> Tensor:
         """The node ids of a split (``train``, ``val``, ``test``, or ``all``).

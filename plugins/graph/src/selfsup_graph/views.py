@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from selfsup.interfaces import BatchMeta
 
 __all__ = ["DropEdgeMaskFeature", "drop_edges", "mask_features", "replace_graph"]
 
 _OWNER = "graph:drop-edge-mask-feature"
+
+#: A rate in [0, 1): the constraint ``selfsup check`` enforces from the signatures.
+Rate = Annotated[float, Field(ge=0, lt=1)]
 
 
 def replace_graph(data: Any, **fields: Tensor) -> Any:
@@ -78,9 +85,9 @@ class DropEdgeMaskFeature:
 
     def __init__(
         self,
-        num_views: int = 2,
-        edge_drop: float | Sequence[float] = (0.2, 0.4),
-        feature_mask: float | Sequence[float] = (0.3, 0.4),
+        num_views: PositiveInt = 2,
+        edge_drop: Rate | Sequence[Rate] = (0.2, 0.4),
+        feature_mask: Rate | Sequence[Rate] = (0.3, 0.4),
     ) -> None:
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
             raise ValueError(f"{_OWNER}: num_views={num_views!r} must be a positive integer")
@@ -88,8 +95,8 @@ class DropEdgeMaskFeature:
         self.edge_drop = _rates("edge_drop", edge_drop, num_views)
         self.feature_mask = _rates("feature_mask", feature_mask, num_views)
 
-    def __call__(self, batch: Any) -> list[Any]:
-        """Return ``num_views`` augmented shallow copies of ``batch``."""
+    def __call__(self, batch: Any, meta: BatchMeta | None = None) -> list[Any]:
+        """Return ``num_views`` augmented shallow copies of ``batch`` (``meta`` unused)."""
         if not hasattr(batch, "x") or not hasattr(batch, "edge_index"):
             raise TypeError(
                 f"{_OWNER} expects a torch_geometric graph, got {type(batch).__name__}; "

@@ -14,10 +14,12 @@ import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeInt, PositiveInt
 from selfsup.interfaces import DataSplits
 from torch import Tensor
 
@@ -115,9 +117,9 @@ def _take(ds: ImageTensorDataset, n: int | None, seed: int, name: str) -> ImageT
 
 
 def digits(
-    size: int | None = 16,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.25,
+    size: PositiveInt | None = 16,
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15,
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25,
     split_seed: int = 0,
 ) -> DataSplits:
     """scikit-learn's real handwritten digits (1797 8x8 images, 10 classes).
@@ -184,10 +186,10 @@ def _resized(ds: ImageTensorDataset, size: int) -> ImageTensorDataset:
 
 def fashion_mnist(
     root: str | None = None,
-    val_size: int = 5000,
-    train_size: int | None = None,
-    test_size: int | None = None,
-    size: int | None = None,
+    val_size: NonNegativeInt = 5000,
+    train_size: PositiveInt | None = None,
+    test_size: PositiveInt | None = None,
+    size: PositiveInt | None = None,
     split_seed: int = 0,
 ) -> DataSplits:
     """Fashion-MNIST (60000 + 10000 28x28 grayscale images, 10 classes) from idx files.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from selfsup.interfaces import Encoder, EncoderOutput
 from torch import Tensor, nn
 
@@ -81,9 +82,9 @@ class ImageEncoder(Encoder):
 
     def __init__(
         self,
-        in_chans: int = 3,
+        in_chans: PositiveInt = 3,
         mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        std: PositiveFloat | Sequence[PositiveFloat] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
@@ -168,10 +169,10 @@ class SmallCNN(ImageEncoder):
 
     def __init__(
         self,
-        in_chans: int = 1,
-        width: int = 32,
+        in_chans: PositiveInt = 1,
+        width: PositiveInt = 32,
         mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        std: PositiveFloat | Sequence[PositiveFloat] | None = None,
     ) -> None:
         super().__init__(in_chans, mean, std)
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -215,10 +216,10 @@ class Pixels(ImageEncoder):
 
     def __init__(
         self,
-        size: int = 28,
-        in_chans: int = 1,
+        size: PositiveInt = 28,
+        in_chans: PositiveInt = 1,
         mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        std: PositiveFloat | Sequence[PositiveFloat] | None = None,
     ) -> None:
         super().__init__(in_chans, mean, std)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:

@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from selfsup.evaluation import require_labelled
 from torch import Tensor, nn
 
 from selfsup_vision import augment as A
 from selfsup_vision.datasets import ImageTensorDataset, split_indices
 from selfsup_vision.encoders import to_unit_float
+from selfsup_vision.views import AreaFraction, Probability
 
 if TYPE_CHECKING:
-    from selfsup.engine.runtime import Runtime
-    from selfsup.interfaces import DataSplits
+    from selfsup.interfaces import DataSplits, EvalContext
+    from selfsup.runtime import Runtime
 
 __all__ = ["FineTune"]
+
+_OWNER = "vision:finetune"
 
 
 def _tensors(data: DataSplits, split: str) -> tuple[Tensor, Tensor]:
@@ -74,19 +78,19 @@ class FineTune:
 
     def __init__(
         self,
-        epochs: int = 10,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        warmup_epochs: float = 1.0,
-        mixup_alpha: float = 0.8,
-        cutmix_alpha: float = 1.0,
-        mixup_prob: float = 1.0,
-        label_smoothing: float = 0.1,
-        crop_scale: Sequence[float] | None = (0.5, 1.0),
-        flip_p: float = 0.5,
-        val_fraction: float = 0.1,
-        max_train_items: int | None = None,
+        epochs: PositiveInt = 10,
+        batch_size: Annotated[int, Field(ge=2)] = 128,
+        lr: PositiveFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 0.05,
+        warmup_epochs: NonNegativeFloat = 1.0,
+        mixup_alpha: NonNegativeFloat = 0.8,
+        cutmix_alpha: NonNegativeFloat = 1.0,
+        mixup_prob: Probability = 1.0,
+        label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+        crop_scale: tuple[AreaFraction, AreaFraction] | None = (0.5, 1.0),
+        flip_p: Probability = 0.5,
+        val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1,
+        max_train_items: PositiveInt | None = None,
     ) -> None:
         if epochs < 1 or batch_size < 2:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
@@ -106,8 +110,12 @@ class FineTune:
     def _splits(
         self, data: DataSplits, seed: int
     ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, Tensor], str]:
+        require_labelled(_OWNER, data)
         if data.num_classes < 2:
-            raise ValueError("vision:finetune needs a labelled dataset (num_classes >= 2)")
+            raise ValueError(
+                f"{_OWNER} needs a labelled dataset with at least two classes, but the "
+                f"dataset declares num_classes={data.num_classes}"
+            )
         has_val, has_test = data.val is not None, data.test is not None
         if not (has_val or has_test):
             raise ValueError("vision:finetune needs a 'val' or 'test' split to report on")
@@ -137,12 +145,16 @@ class FineTune:
             correct += int((pred == y[i : i + 512]).sum())
         return correct / max(1, len(y))
 
-    def evaluate(
-        self, encoder: nn.Module, data: DataSplits, runtime: Runtime, seed: int = 0
-    ) -> dict[str, float]:
-        """Fine-tune, select the epoch on validation and report held-out accuracy."""
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
+        """Fine-tune, select the epoch on validation and report held-out accuracy.
+
+        Raises:
+            ValueError: The dataset's task is not a class task (``DataSplits.task``),
+                it has fewer than two classes, or it has no held-out split.
+        """
         from timm.data import Mixup
 
+        runtime, seed = ctx.runtime, ctx.seed
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te), suffix = self._splits(data, seed)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)

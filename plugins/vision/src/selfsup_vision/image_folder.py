@@ -11,10 +11,11 @@ Images are decoded once, converted to grayscale or RGB, resized and kept as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field, PositiveInt
 from selfsup.interfaces import DataSplits
 from torch import Tensor
 
@@ -81,10 +82,10 @@ def _read_split(
 
 def image_folder(
     root: str,
-    size: int | Sequence[int] = 32,
-    channels: int = 3,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
+    size: PositiveInt | tuple[PositiveInt, PositiveInt] = 32,
+    channels: Literal[1, 3] = 3,
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
     split_seed: int = 0,
 ) -> DataSplits:
     """Images in class subfolders (``root/<class>/<image>``), decoded with PIL.

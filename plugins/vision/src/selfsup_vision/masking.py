@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from selfsup_vision import augment as A
-from selfsup_vision.views import images_of
+from selfsup_vision.views import AreaFraction, images_of
+
+if TYPE_CHECKING:
+    from selfsup.interfaces import BatchMeta
 
 __all__ = ["MAEMaskViews", "block_mask", "grid_mask", "make_exact", "random_mask"]
 
@@ -153,12 +157,12 @@ class MAEMaskViews:
 
     def __init__(
         self,
-        patch_size: int = 4,
-        mask_ratio: float = 0.75,
-        generator: str = "random",
-        size: int | None = None,
-        crop_scale: Sequence[float] | None = (0.2, 1.0),
-        flip_p: float = 0.5,
+        patch_size: PositiveInt = 4,
+        mask_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.75,
+        generator: Literal["random", "block", "grid"] = "random",
+        size: PositiveInt | None = None,
+        crop_scale: tuple[AreaFraction, AreaFraction] | None = (0.2, 1.0),
+        flip_p: Annotated[float, Field(ge=0, le=1)] = 0.5,
     ) -> None:
         if generator not in GENERATORS:
             raise ValueError(
@@ -177,8 +181,8 @@ class MAEMaskViews:
         self.crop_scale = tuple(crop_scale) if crop_scale is not None else None
         self.flip_p = float(flip_p)
 
-    def __call__(self, batch: Any) -> dict[str, Tensor]:
-        """Crop/flip the images and draw one mask per sample."""
+    def __call__(self, batch: Any, meta: BatchMeta | None = None) -> dict[str, Tensor]:
+        """Crop/flip the images and draw one mask per sample (``meta`` unused)."""
         x = images_of(batch)
         if self.crop_scale is not None:
             x = A.random_resized_crop(x, self.size, self.crop_scale, flip_p=self.flip_p)

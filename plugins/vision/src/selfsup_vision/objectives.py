@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from selfsup.interfaces import Objective, ObjectiveOutput
+from pydantic import PositiveFloat, PositiveInt
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 from torch import Tensor, nn
 
 __all__ = ["MAE", "patchify", "sincos_pos_embed_2d"]
@@ -70,12 +71,12 @@ class MAE(Objective):
     def __init__(
         self,
         embed_dim: int,
-        patch_size: int = 4,
-        in_chans: int = 3,
-        decoder_dim: int = 128,
-        decoder_depth: int = 2,
-        decoder_heads: int = 4,
-        mlp_ratio: float = 4.0,
+        patch_size: PositiveInt = 4,
+        in_chans: PositiveInt = 3,
+        decoder_dim: PositiveInt = 128,
+        decoder_depth: PositiveInt = 2,
+        decoder_heads: PositiveInt = 4,
+        mlp_ratio: PositiveFloat = 4.0,
         norm_pix_loss: bool = True,
     ) -> None:
         super().__init__()
@@ -137,7 +138,9 @@ class MAE(Objective):
         return vit.norm(tokens)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Masked reconstruction loss for ``{"input": images, "mask": [B, N] bool}``."""
         if not isinstance(views, dict) or "input" not in views or "mask" not in views:
             raise TypeError(

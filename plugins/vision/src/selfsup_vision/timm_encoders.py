@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, PositiveFloat, PositiveInt
 from selfsup.interfaces import EncoderOutput
 from torch import Tensor, nn
 
@@ -99,10 +100,10 @@ class TimmEncoder(ImageEncoder):
     def __init__(
         self,
         model: str = "resnet18",
-        in_chans: int = 3,
+        in_chans: PositiveInt = 3,
         weights: str | None = None,
         mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        std: PositiveFloat | Sequence[PositiveFloat] | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(in_chans, mean, std)
@@ -171,10 +172,10 @@ class ResNetSmall(TimmEncoder):
     def __init__(
         self,
         arch: str = "resnet18",
-        in_chans: int = 3,
+        in_chans: PositiveInt = 3,
         weights: str | None = None,
         mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        std: PositiveFloat | Sequence[PositiveFloat] | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         from timm.models.resnet import ResNet
@@ -216,18 +217,18 @@ class ViTTiny(TimmEncoder):
 
     def __init__(
         self,
-        img_size: int = 32,
-        patch_size: int = 4,
-        in_chans: int = 3,
-        embed_dim: int = 192,
-        depth: int = 12,
-        num_heads: int = 3,
-        mlp_ratio: float = 4.0,
-        global_pool: str = "token",
-        drop_path_rate: float = 0.0,
+        img_size: PositiveInt = 32,
+        patch_size: PositiveInt = 4,
+        in_chans: PositiveInt = 3,
+        embed_dim: PositiveInt = 192,
+        depth: PositiveInt = 12,
+        num_heads: PositiveInt = 3,
+        mlp_ratio: PositiveFloat = 4.0,
+        global_pool: Literal["token", "avg"] = "token",
+        drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0,
         weights: str | None = None,
         mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        std: PositiveFloat | Sequence[PositiveFloat] | None = None,
     ) -> None:
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from selfsup_vision import augment as A
 from selfsup_vision.encoders import to_unit_float
 
+if TYPE_CHECKING:
+    from selfsup.interfaces import BatchMeta
+
 __all__ = ["BYOLViews", "CropPipeline", "MultiCropViews", "SimCLRViews", "images_of"]
+
+# Parameter types: the constraints ``selfsup check`` enforces from the signatures.
+Probability = Annotated[float, Field(ge=0, le=1)]
+AreaFraction = Annotated[float, Field(gt=0, le=1)]
+HueShift = Annotated[float, Field(ge=0, le=0.5)]
 
 
 def images_of(batch: Any) -> Tensor:
@@ -144,20 +153,20 @@ class SimCLRViews:
 
     def __init__(
         self,
-        n_views: int = 2,
-        size: int | None = None,
-        scale: Sequence[float] = (0.08, 1.0),
-        ratio: Sequence[float] = (3 / 4, 4 / 3),
-        flip_p: float = 0.5,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.4,
-        hue: float = 0.1,
-        jitter_p: float = 0.8,
-        grayscale_p: float = 0.2,
-        blur_p: float = 0.0,
-        blur_sigma: Sequence[float] = (0.1, 2.0),
-        solarize_p: float = 0.0,
+        n_views: PositiveInt = 2,
+        size: PositiveInt | None = None,
+        scale: tuple[AreaFraction, AreaFraction] = (0.08, 1.0),
+        ratio: tuple[PositiveFloat, PositiveFloat] = (3 / 4, 4 / 3),
+        flip_p: Probability = 0.5,
+        brightness: NonNegativeFloat = 0.4,
+        contrast: NonNegativeFloat = 0.4,
+        saturation: NonNegativeFloat = 0.4,
+        hue: HueShift = 0.1,
+        jitter_p: Probability = 0.8,
+        grayscale_p: Probability = 0.2,
+        blur_p: Probability = 0.0,
+        blur_sigma: tuple[PositiveFloat, PositiveFloat] = (0.1, 2.0),
+        solarize_p: Probability = 0.0,
     ) -> None:
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 1:
             raise ValueError(f"n_views={n_views!r} must be a positive integer")
@@ -167,8 +176,8 @@ class SimCLRViews:
             jitter_p, grayscale_p, blur_p, tuple(blur_sigma), solarize_p,
         )  # fmt: skip
 
-    def __call__(self, batch: Any) -> list[Tensor]:
-        """Return ``n_views`` augmented views of the batch's images."""
+    def __call__(self, batch: Any, meta: BatchMeta | None = None) -> list[Tensor]:
+        """Return ``n_views`` augmented views of the batch's images (``meta`` unused)."""
         x = images_of(batch)
         return [self.pipeline(x) for _ in range(self.n_views)]
 
@@ -195,18 +204,18 @@ class BYOLViews:
 
     def __init__(
         self,
-        size: int | None = None,
-        scale: Sequence[float] = (0.08, 1.0),
-        flip_p: float = 0.5,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.2,
-        hue: float = 0.1,
-        jitter_p: float = 0.8,
-        grayscale_p: float = 0.2,
-        blur_p: Sequence[float] = (1.0, 0.1),
-        blur_sigma: Sequence[float] = (0.1, 1.0),
-        solarize_p: Sequence[float] = (0.0, 0.2),
+        size: PositiveInt | None = None,
+        scale: tuple[AreaFraction, AreaFraction] = (0.08, 1.0),
+        flip_p: Probability = 0.5,
+        brightness: NonNegativeFloat = 0.4,
+        contrast: NonNegativeFloat = 0.4,
+        saturation: NonNegativeFloat = 0.2,
+        hue: HueShift = 0.1,
+        jitter_p: Probability = 0.8,
+        grayscale_p: Probability = 0.2,
+        blur_p: tuple[Probability, Probability] = (1.0, 0.1),
+        blur_sigma: tuple[PositiveFloat, PositiveFloat] = (0.1, 1.0),
+        solarize_p: tuple[Probability, Probability] = (0.0, 0.2),
     ) -> None:
         if len(blur_p) != 2 or len(solarize_p) != 2:
             raise ValueError("blur_p and solarize_p take two values: [view 1, view 2]")
@@ -220,8 +229,8 @@ class BYOLViews:
             for i in range(2)
         ]
 
-    def __call__(self, batch: Any) -> list[Tensor]:
-        """Return the two asymmetric views."""
+    def __call__(self, batch: Any, meta: BatchMeta | None = None) -> list[Tensor]:
+        """Return the two asymmetric views (``meta`` unused)."""
         x = images_of(batch)
         return [p(x) for p in self.pipelines]
 
@@ -254,21 +263,21 @@ class MultiCropViews:
 
     def __init__(
         self,
-        n_global: int = 2,
-        n_local: int = 6,
-        global_size: int | None = None,
-        local_size: int | None = None,
-        global_scale: Sequence[float] = (0.4, 1.0),
-        local_scale: Sequence[float] = (0.05, 0.4),
-        flip_p: float = 0.5,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.2,
-        hue: float = 0.1,
-        jitter_p: float = 0.8,
-        grayscale_p: float = 0.2,
-        blur_sigma: Sequence[float] = (0.1, 1.0),
-        solarize_p: float = 0.2,
+        n_global: PositiveInt = 2,
+        n_local: NonNegativeInt = 6,
+        global_size: PositiveInt | None = None,
+        local_size: PositiveInt | None = None,
+        global_scale: tuple[AreaFraction, AreaFraction] = (0.4, 1.0),
+        local_scale: tuple[AreaFraction, AreaFraction] = (0.05, 0.4),
+        flip_p: Probability = 0.5,
+        brightness: NonNegativeFloat = 0.4,
+        contrast: NonNegativeFloat = 0.4,
+        saturation: NonNegativeFloat = 0.2,
+        hue: HueShift = 0.1,
+        jitter_p: Probability = 0.8,
+        grayscale_p: Probability = 0.2,
+        blur_sigma: tuple[PositiveFloat, PositiveFloat] = (0.1, 1.0),
+        solarize_p: Probability = 0.2,
     ) -> None:
         if n_global < 1 or n_local < 0:
             raise ValueError(f"need n_global >= 1 and n_local >= 0, got {n_global}, {n_local}")
@@ -285,8 +294,8 @@ class MultiCropViews:
         ]
         self._local = CropPipeline(scale=tuple(local_scale), blur_p=0.5, **common)
 
-    def __call__(self, batch: Any) -> list[Tensor]:
-        """Return ``n_global`` global crops followed by ``n_local`` local crops."""
+    def __call__(self, batch: Any, meta: BatchMeta | None = None) -> list[Tensor]:
+        """Return ``n_global`` global crops then ``n_local`` local crops (``meta`` unused)."""
         x = images_of(batch)
         side = min(x.shape[-2:])
         g_size = self.global_size or side

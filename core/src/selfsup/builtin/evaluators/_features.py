@@ -27,8 +27,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     from torch import nn
 
-    from selfsup.engine.runtime import Runtime
     from selfsup.interfaces import DataSplits
+    from selfsup.runtime import Runtime
 
 __all__ = [
     "LabelledSplits",
@@ -111,12 +111,41 @@ def positive_float(owner: str, name: str, value: object, allow_zero: bool = Fals
     return float(value)  # type: ignore[arg-type]
 
 
+#: What to use instead of a class-label evaluator, per dataset task.
+_INSTEAD = {
+    "none": "use a label-free evaluator such as core:rankme or core:alignment-uniformity",
+    "multilabel": "use core:rankme or core:alignment-uniformity, or a multi-label evaluator",
+    "regression": "use core:rankme or core:alignment-uniformity, or a regression evaluator",
+    "segmentation": (
+        "use a segmentation evaluator (Dice on a decoder, from a plugin) or the label-free "
+        "core:rankme"
+    ),
+}
+
+
 def require_labelled(owner: str, data: DataSplits) -> None:
-    """Fail early for a label-based evaluator on an unlabelled dataset.
+    """Fail early for a label-based evaluator on a dataset without one class per item.
+
+    Linear probes, kNN and k-means need :attr:`DataSplits.task` to be one of
+    :data:`~selfsup.interfaces.CLASS_TASKS` (``y`` one integer class per item) and
+    ``num_classes >= 1``.
 
     Raises:
-        ValueError: The dataset declares no classes (``num_classes < 1``).
+        ValueError: The dataset's task is not a class task (segmentation maps,
+            multi-label vectors, regression targets, no labels), or it declares no
+            classes (``num_classes < 1``). The message names ``owner``, the task and
+            what to use instead.
     """
+    from selfsup.interfaces import CLASS_TASKS
+
+    task = getattr(data, "task", None) or ("classification" if data.num_classes else "none")
+    if task not in CLASS_TASKS:
+        instead = _INSTEAD.get(task, _INSTEAD["none"])
+        raise ValueError(
+            f"{owner} needs one class label per item, but the dataset's task is {task!r} "
+            f"(DataSplits.task, num_classes={data.num_classes}); it applies to the class "
+            f"tasks {', '.join(CLASS_TASKS)}: {instead}"
+        )
     if data.num_classes < 1:
         raise ValueError(
             f"{owner} needs class labels, but the dataset declares num_classes="

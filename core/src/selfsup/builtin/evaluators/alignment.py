@@ -6,18 +6,19 @@ For L2-normalised embeddings ``f`` of two views ``x, y`` of the same items:
 * ``uniformity = log E exp(-t ||f(u) - f(v)||^2)`` over distinct items ``u != v``
   (lower: embeddings spread over the sphere), averaged over the two views.
 
-Both are lower-is-better. Positive pairs come from the arm's own view maker: the runner
-passes it as ``views=`` to every evaluator whose ``evaluate`` accepts that keyword.
+Both are lower-is-better. Positive pairs come from the arm's own view maker, which the
+runner passes in the evaluation context (``ctx.views``), called as ``views(x)``. Labels
+are not used: it works for any dataset task.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from selfsup.builtin.evaluators._features import (
@@ -28,13 +29,12 @@ from selfsup.builtin.evaluators._features import (
     positive_int,
     subsample,
 )
-from selfsup.engine.runtime import to_device
+from selfsup.runtime import to_device
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from selfsup.engine.runtime import Runtime
-    from selfsup.interfaces import DataSplits
+    from selfsup.interfaces import DataSplits, EvalContext, ViewMaker
 
 __all__ = ["AlignmentUniformity", "alignment", "uniformity"]
 
@@ -74,7 +74,7 @@ def _as_views(out: Any) -> list[Any]:
     return list(out) if isinstance(out, list | tuple) else [out]
 
 
-def _two_views(views: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+def _two_views(views: ViewMaker, x: Any) -> tuple[Any, Any]:
     """Two views of ``x``: the first two the view maker returns, or two separate calls."""
     first = _as_views(views(x))
     if len(first) >= 2:
@@ -108,11 +108,11 @@ class AlignmentUniformity:
 
     def __init__(
         self,
-        alpha: float = 2.0,
-        t: float = 2.0,
-        split: str | None = None,
-        max_items: int | None = 4096,
-        batch_size: int = 256,
+        alpha: PositiveFloat = 2.0,
+        t: PositiveFloat = 2.0,
+        split: Literal["train", "val", "test"] | None = None,
+        max_items: Annotated[int, Field(ge=2)] | None = 4096,
+        batch_size: PositiveInt = 256,
     ) -> None:
         self.alpha = positive_float(_OWNER, "alpha", alpha)
         self.t = positive_float(_OWNER, "t", t)
@@ -134,24 +134,19 @@ class AlignmentUniformity:
         return next(s for s in ("val", "test", "train") if has_split(data, s))
 
     @torch.no_grad()
-    def evaluate(
-        self,
-        encoder: nn.Module,
-        data: DataSplits,
-        runtime: Runtime,
-        seed: int = 0,
-        views: Callable[[Any], Any] | None = None,
-    ) -> dict[str, float]:
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
         """Embed two views of each item and return alignment and uniformity.
 
         Raises:
-            ValueError: No view maker was given, or the split has fewer than two items.
+            ValueError: The context has no view maker, or the split has fewer than two
+                items.
         """
+        runtime, seed, views = ctx.runtime, ctx.seed, ctx.views
         if views is None:
             raise ValueError(
-                f"{_OWNER} needs the arm's view maker to make positive pairs: call "
-                "evaluate(..., views=view_maker) (the runner passes it automatically to "
-                "evaluators whose evaluate() accepts 'views')"
+                f"{_OWNER} needs the arm's view maker to make positive pairs, but the "
+                "evaluation context has none (ctx.views is None): give the arm a 'views' "
+                "entry, or call evaluate(encoder, data, EvalContext(runtime, views=maker))"
             )
         split = self._pick_split(data)
         dataset = data.split(split)

@@ -10,10 +10,11 @@ variance, empty clusters re-seeded with the points farthest from their centre, a
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import Tensor
 
 from selfsup.builtin.evaluators._cluster_metrics import (
@@ -35,8 +36,7 @@ from selfsup.builtin.evaluators._features import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from selfsup.engine.runtime import Runtime
-    from selfsup.interfaces import DataSplits
+    from selfsup.interfaces import DataSplits, EvalContext
 
 __all__ = ["KMeansClustering", "kmeans"]
 
@@ -163,13 +163,13 @@ class KMeansClustering:
 
     def __init__(
         self,
-        n_clusters: int | None = None,
-        preprocess: str = "l2",
-        n_init: int = 10,
-        max_iter: int = 300,
-        tol: float = 1e-4,
-        split: str | None = None,
-        max_items: int | None = None,
+        n_clusters: PositiveInt | None = None,
+        preprocess: Literal["l2", "standardize", "none"] = "l2",
+        n_init: PositiveInt = 10,
+        max_iter: PositiveInt = 300,
+        tol: NonNegativeFloat = 1e-4,
+        split: Literal["train", "val", "test"] | None = None,
+        max_items: PositiveInt | None = None,
     ) -> None:
         self.n_clusters = (
             None if n_clusters is None else positive_int(_OWNER, "n_clusters", n_clusters)
@@ -185,14 +185,14 @@ class KMeansClustering:
         self.split = split
         self.max_items = None if max_items is None else positive_int(_OWNER, "max_items", max_items)
 
-    def evaluate(
-        self, encoder: nn.Module, data: DataSplits, runtime: Runtime, seed: int = 0
-    ) -> dict[str, float]:
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
         """Cluster one split's frozen features and compare the clusters with its labels.
 
         Raises:
-            ValueError: The dataset is unlabelled, or there are fewer items than clusters.
+            ValueError: The dataset's task is not a class task, it is unlabelled, or
+                there are fewer items than clusters.
         """
+        runtime, seed = ctx.runtime, ctx.seed
         require_labelled(_OWNER, data)
         split, x, y = first_embedded(
             _OWNER, encoder, data, runtime, self.split, ("test", "val", "train")

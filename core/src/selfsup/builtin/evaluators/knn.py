@@ -11,10 +11,11 @@ scored once with the bank of the final fitting set (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from selfsup.builtin.evaluators._features import (
@@ -28,8 +29,7 @@ from selfsup.builtin.evaluators._features import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from selfsup.engine.runtime import Runtime
-    from selfsup.interfaces import DataSplits
+    from selfsup.interfaces import DataSplits, EvalContext
 
 __all__ = ["KNN", "knn_predict"]
 
@@ -100,12 +100,13 @@ class KNN:
 
     def __init__(
         self,
-        k: int | None = None,
-        k_grid: Sequence[int] = DEFAULT_K_GRID,
-        temperature: float = 0.07,
-        val_fraction: float = 0.1,
+        k: PositiveInt | None = None,
+        k_grid: Annotated[Sequence[PositiveInt], Field(min_length=1)]
+        | PositiveInt = DEFAULT_K_GRID,
+        temperature: PositiveFloat = 0.07,
+        val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1,
         refit_on_val: bool = False,
-        batch_size: int = 1024,
+        batch_size: PositiveInt = 1024,
     ) -> None:
         self.k = None if k is None else positive_int(_OWNER, "k", k)
         grid = [k_grid] if isinstance(k_grid, int) else list(k_grid)
@@ -119,14 +120,14 @@ class KNN:
         self.refit_on_val = bool(refit_on_val)
         self.batch_size = positive_int(_OWNER, "batch_size", batch_size)
 
-    def evaluate(
-        self, encoder: nn.Module, data: DataSplits, runtime: Runtime, seed: int = 0
-    ) -> dict[str, float]:
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
         """Choose ``k`` on validation data and report held-out kNN accuracy.
 
         Raises:
-            ValueError: The dataset is unlabelled or has no held-out split.
+            ValueError: The dataset's task is not a class task, it is unlabelled, or
+                it has no held-out split.
         """
+        runtime, seed = ctx.runtime, ctx.seed
         s = labelled_splits(
             _OWNER, encoder, data, runtime, seed, self.val_fraction, self.refit_on_val
         )

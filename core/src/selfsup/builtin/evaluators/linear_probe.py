@@ -27,12 +27,14 @@ the whole ``train`` split.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
+from selfsup.builtin.evaluators._artefacts import confusion_matrix, write_confusion_matrix
 from selfsup.builtin.evaluators._features import (
     LabelledSplits,
     accuracy,
@@ -46,8 +48,7 @@ from selfsup.builtin.evaluators._features import (
 )
 
 if TYPE_CHECKING:
-    from selfsup.engine.runtime import Runtime
-    from selfsup.interfaces import DataSplits
+    from selfsup.interfaces import DataSplits, EvalContext
 
 __all__ = ["LinearProbe", "fit_logistic_regression"]
 
@@ -230,16 +231,17 @@ class LinearProbe:
 
     def __init__(
         self,
-        weight_decays: Sequence[float] | float = DEFAULT_WEIGHT_DECAYS,
-        max_iter: int = 200,
-        tol: float = 1e-4,
-        val_fraction: float = 0.1,
+        weight_decays: Annotated[Sequence[NonNegativeFloat], Field(min_length=1)]
+        | NonNegativeFloat = DEFAULT_WEIGHT_DECAYS,
+        max_iter: PositiveInt = 200,
+        tol: PositiveFloat = 1e-4,
+        val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1,
         refit_on_val: bool = False,
-        patience: int | None = 2,
+        patience: PositiveInt | None = 2,
         standardize: bool | Literal["auto"] = True,
         solver: Literal["lbfgs", "adam"] = "lbfgs",
-        lr: float = 0.01,
-        epochs: int = 300,
+        lr: PositiveFloat = 0.01,
+        epochs: PositiveInt = 300,
     ) -> None:
         self.weight_decays = as_grid(_OWNER, "weight_decays", weight_decays)
         self.max_iter = positive_int(_OWNER, "max_iter", max_iter)
@@ -298,14 +300,18 @@ class LinearProbe:
         assert best is not None
         return best
 
-    def evaluate(
-        self, encoder: nn.Module, data: DataSplits, runtime: Runtime, seed: int = 0
-    ) -> dict[str, float]:
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
         """Fit the probe on frozen features and report held-out accuracy.
 
+        Inside a run (``ctx.run_dir`` set) the main rank also writes the held-out
+        confusion matrix as artefacts: ``linear_confusion_<split>.csv`` and, with
+        matplotlib installed and at most 50 classes, a ``.png``.
+
         Raises:
-            ValueError: The dataset is unlabelled or has no held-out split.
+            ValueError: The dataset's task is not a class task, it is unlabelled, or
+                it has no held-out split.
         """
+        runtime, seed = ctx.runtime, ctx.seed
         s = labelled_splits(
             _OWNER, encoder, data, runtime, seed, self.val_fraction, self.refit_on_val
         )
@@ -328,8 +334,11 @@ class LinearProbe:
             params = fit_logistic_regression(
                 fin_x, fin_y, n_cls, wd, self.max_iter, self.tol, init=params
             )
+        pred = _predict(ho_x, params)
+        cm = confusion_matrix(pred, s.heldout_y, n_cls)
+        write_confusion_matrix(ctx, cm, data.meta, s.heldout, "linear")
         return {
-            s.name("linear_acc"): accuracy(_predict(ho_x, params), s.heldout_y.to(dev)),
+            s.name("linear_acc"): accuracy(pred, s.heldout_y.to(dev)),
             "linear_val_acc": val_acc,
             "linear_train_acc": accuracy(_predict(fin_x, params), fin_y),
             "linear_weight_decay": float(wd),

@@ -8,9 +8,10 @@ tracks downstream accuracy without labels. As in the paper, ``Z`` is not centred
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor
 
 from selfsup.builtin.evaluators._features import (
@@ -24,8 +25,7 @@ from selfsup.builtin.evaluators._features import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from selfsup.engine.runtime import Runtime
-    from selfsup.interfaces import DataSplits
+    from selfsup.interfaces import DataSplits, EvalContext
 
 __all__ = ["RankMe", "rankme"]
 
@@ -76,7 +76,10 @@ class RankMe:
     """
 
     def __init__(
-        self, split: str = "train", max_items: int | None = 25600, eps: float = 1e-7
+        self,
+        split: Literal["train", "val", "test"] = "train",
+        max_items: PositiveInt | None = 25600,
+        eps: PositiveFloat = 1e-7,
     ) -> None:
         if split not in ("train", "val", "test"):
             raise ValueError(f"{_OWNER}: split={split!r} must be 'train', 'val' or 'test'")
@@ -84,16 +87,14 @@ class RankMe:
         self.max_items = None if max_items is None else positive_int(_OWNER, "max_items", max_items)
         self.eps = positive_float(_OWNER, "eps", eps)
 
-    def evaluate(
-        self, encoder: nn.Module, data: DataSplits, runtime: Runtime, seed: int = 0
-    ) -> dict[str, float]:
-        """Embed the split and return its effective rank.
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
+        """Embed the split and return its effective rank (any task: labels are unused).
 
         Raises:
             ValueError: The split does not exist or the embeddings are not finite.
         """
-        _, z, _ = first_embedded(_OWNER, encoder, data, runtime, self.split, ())
-        keep = subsample(z.shape[0], self.max_items, seed)
+        _, z, _ = first_embedded(_OWNER, encoder, data, ctx.runtime, self.split, ())
+        keep = subsample(z.shape[0], self.max_items, ctx.seed)
         if keep is not None:
             z = z[keep]
-        return {"rankme": rankme(z.to(compute_device(runtime)), self.eps)}
+        return {"rankme": rankme(z.to(compute_device(ctx.runtime)), self.eps)}

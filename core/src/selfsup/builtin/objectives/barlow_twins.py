@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
@@ -34,7 +35,7 @@ from selfsup.builtin.objectives.common import (
 )
 from selfsup.builtin.objectives.heads import MLPHead
 from selfsup.engine import distributed as D
-from selfsup.interfaces import Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 
 __all__ = [
     "BarlowTwins",
@@ -140,10 +141,10 @@ class BarlowTwins(Objective):
     def __init__(
         self,
         embed_dim: int,
-        hidden_dim: int = 1024,
-        out_dim: int = 1024,
-        num_layers: int = 3,
-        lambd: float = 5e-3,
+        hidden_dim: PositiveInt = 1024,
+        out_dim: PositiveInt = 1024,
+        num_layers: PositiveInt = 3,
+        lambd: NonNegativeFloat = 5e-3,
         reduce_distributed: bool = True,
     ) -> None:
         super().__init__()
@@ -154,7 +155,9 @@ class BarlowTwins(Objective):
             embed_dim, hidden_dim, out_dim, num_layers, last_bias=False
         )
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Barlow Twins loss of the two views' projections."""
         h1, h2 = encode_pair(encoder, views, self.embed_dim, self.name)
         z1, z2 = self.projector(h1), self.projector(h2)

@@ -13,8 +13,9 @@ under DDP the mean over ranks is the global loss, with no collective.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
@@ -27,7 +28,7 @@ from selfsup.builtin.objectives.common import (
 from selfsup.builtin.objectives.ema import EMATeacher, TeacherStudentObjective
 from selfsup.builtin.objectives.heads import MLPHead
 from selfsup.builtin.objectives.simsiam import negative_cosine
-from selfsup.interfaces import ObjectiveOutput
+from selfsup.interfaces import BatchMeta, ObjectiveOutput
 
 __all__ = ["BYOL", "byol_loss"]
 
@@ -62,10 +63,10 @@ class BYOL(TeacherStudentObjective):
     def __init__(
         self,
         embed_dim: int,
-        hidden_dim: int = 1024,
-        proj_dim: int = 256,
-        base_momentum: float = 0.996,
-        final_momentum: float = 1.0,
+        hidden_dim: PositiveInt = 1024,
+        proj_dim: PositiveInt = 256,
+        base_momentum: Annotated[float, Field(ge=0, le=1)] = 0.996,
+        final_momentum: Annotated[float, Field(ge=0, le=1)] = 1.0,
     ) -> None:
         super().__init__()
         self.embed_dim = check_embed_dim(embed_dim, self.name)
@@ -77,7 +78,9 @@ class BYOL(TeacherStudentObjective):
         """The projector (the target network has no predictor)."""
         return self.projector
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Symmetric BYOL loss of the online predictions against the target projections."""
         v1, v2 = check_views(views, self.name)
         self.teacher.attach(encoder)

@@ -17,10 +17,11 @@ the centre's batch mean is all-reduced, as in the authors' code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
@@ -34,7 +35,7 @@ from selfsup.builtin.objectives.common import (
 from selfsup.builtin.objectives.ema import EMATeacher, TeacherStudentObjective
 from selfsup.builtin.objectives.heads import DINOHead
 from selfsup.engine import distributed as D
-from selfsup.interfaces import ObjectiveOutput
+from selfsup.interfaces import BatchMeta, ObjectiveOutput
 
 __all__ = ["DINO", "dino_loss", "teacher_entropy", "update_center"]
 
@@ -136,18 +137,18 @@ class DINO(TeacherStudentObjective):
     def __init__(
         self,
         embed_dim: int,
-        hidden_dim: int = 512,
-        bottleneck_dim: int = 128,
-        out_dim: int = 4096,
-        num_layers: int = 3,
+        hidden_dim: PositiveInt = 512,
+        bottleneck_dim: PositiveInt = 128,
+        out_dim: PositiveInt = 4096,
+        num_layers: PositiveInt = 3,
         norm_last_layer: bool = True,
-        student_temp: float = 0.1,
-        teacher_temp: float = 0.07,
-        warmup_teacher_temp: float = 0.04,
-        teacher_temp_warmup: float = 0.3,
-        center_momentum: float = 0.9,
-        base_momentum: float = 0.996,
-        final_momentum: float = 1.0,
+        student_temp: PositiveFloat = 0.1,
+        teacher_temp: PositiveFloat = 0.07,
+        warmup_teacher_temp: PositiveFloat = 0.04,
+        teacher_temp_warmup: Annotated[float, Field(ge=0, le=1)] = 0.3,
+        center_momentum: Annotated[float, Field(ge=0, le=1)] = 0.9,
+        base_momentum: Annotated[float, Field(ge=0, le=1)] = 0.996,
+        final_momentum: Annotated[float, Field(ge=0, le=1)] = 1.0,
     ) -> None:
         super().__init__()
         self.embed_dim = check_embed_dim(embed_dim, self.name)
@@ -204,7 +205,9 @@ class DINO(TeacherStudentObjective):
         self._schedule = (int(step), int(total_steps))
         super().on_step_end(step, total_steps)
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """DINO loss over 2 global views and any number of local views."""
         views = check_views(views, self.name, exact=None, minimum=2)
         self.teacher.attach(encoder)

@@ -152,7 +152,9 @@ class TeacherStudentObjective(Objective):
 
     Subclasses set ``self.teacher`` and implement :meth:`student_head` (the module
     whose EMA the teacher's head follows). This base provides ``attach``, the EMA
-    step and ``student_parameters`` without the teacher's.
+    step and ``student_parameters`` without the teacher's; each also calls the
+    :class:`~selfsup.interfaces.Objective` default, so that objectives this one holds
+    (and objectives that hold this one) are attached, stepped and optimised too.
     """
 
     teacher: EMATeacher
@@ -164,12 +166,14 @@ class TeacherStudentObjective(Objective):
     def attach(self, encoder: nn.Module) -> None:
         """Make the teacher's encoder copy now (the engine calls this after building)."""
         self.teacher.attach(encoder)
+        super().attach(encoder)
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """EMA update of the teacher with the cosine momentum for ``step``."""
         self.teacher.update(self.student_head(), step, total_steps)
+        super().on_step_end(step, total_steps)
 
     def student_parameters(self) -> Iterator[nn.Parameter]:
         """Trainable parameters, never the teacher's (even if someone unfroze them)."""
         frozen = {id(p) for p in self.teacher.parameters()}
-        return (p for p in self.parameters() if p.requires_grad and id(p) not in frozen)
+        return (p for p in super().student_parameters() if id(p) not in frozen)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
@@ -30,7 +31,7 @@ from selfsup.builtin.objectives.common import (
 )
 from selfsup.builtin.objectives.heads import MLPHead
 from selfsup.engine import distributed as D
-from selfsup.interfaces import Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 
 __all__ = ["DCL", "SimCLR", "info_nce", "info_nce_terms"]
 
@@ -144,10 +145,10 @@ class SimCLR(Objective):
     def __init__(
         self,
         embed_dim: int,
-        hidden_dim: int = 512,
-        out_dim: int = 128,
-        num_layers: int = 2,
-        temperature: float = 0.5,
+        hidden_dim: PositiveInt = 512,
+        out_dim: PositiveInt = 128,
+        num_layers: PositiveInt = 2,
+        temperature: PositiveFloat = 0.5,
         decoupled: bool = False,
         intra_view_negatives: bool = True,
         gather_distributed: bool = True,
@@ -160,7 +161,9 @@ class SimCLR(Objective):
         self.gather_distributed = gather_distributed
         self.projector: nn.Module = MLPHead(embed_dim, hidden_dim, out_dim, num_layers)
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """NT-Xent loss of the two views' projections."""
         h1, h2 = encode_pair(encoder, views, self.embed_dim, self.name)
         z1, z2 = self.projector(h1), self.projector(h2)
@@ -201,10 +204,10 @@ class DCL(SimCLR):
     def __init__(
         self,
         embed_dim: int,
-        hidden_dim: int = 512,
-        out_dim: int = 128,
-        num_layers: int = 2,
-        temperature: float = 0.1,
+        hidden_dim: PositiveInt = 512,
+        out_dim: PositiveInt = 128,
+        num_layers: PositiveInt = 2,
+        temperature: PositiveFloat = 0.1,
         intra_view_negatives: bool = True,
         gather_distributed: bool = True,
     ) -> None:

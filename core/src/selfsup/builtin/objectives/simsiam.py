@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
@@ -24,7 +25,7 @@ from selfsup.builtin.objectives.common import (
     positive_cosine,
 )
 from selfsup.builtin.objectives.heads import MLPHead
-from selfsup.interfaces import Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 
 __all__ = ["SimSiam", "negative_cosine"]
 
@@ -69,9 +70,9 @@ class SimSiam(Objective):
     def __init__(
         self,
         embed_dim: int,
-        proj_dim: int = 512,
-        pred_hidden_dim: int = 128,
-        num_layers: int = 3,
+        proj_dim: PositiveInt = 512,
+        pred_hidden_dim: PositiveInt = 128,
+        num_layers: PositiveInt = 3,
     ) -> None:
         super().__init__()
         self.embed_dim = check_embed_dim(embed_dim, self.name)
@@ -80,7 +81,9 @@ class SimSiam(Objective):
         )
         self.predictor: nn.Module = MLPHead(proj_dim, pred_hidden_dim, proj_dim, 2)
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Symmetric negative cosine of each view's prediction with the other's projection."""
         h1, h2 = encode_pair(encoder, views, self.embed_dim, self.name)
         z1, z2 = self.projector(h1), self.projector(h2)

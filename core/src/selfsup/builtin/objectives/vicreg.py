@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from selfsup.builtin.objectives.common import (
@@ -34,7 +35,7 @@ from selfsup.builtin.objectives.common import (
 )
 from selfsup.builtin.objectives.heads import MLPHead
 from selfsup.engine import distributed as D
-from selfsup.interfaces import Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 
 __all__ = ["VICReg", "vicreg_loss", "vicreg_terms"]
 
@@ -124,13 +125,13 @@ class VICReg(Objective):
     def __init__(
         self,
         embed_dim: int,
-        hidden_dim: int = 1024,
-        out_dim: int = 1024,
-        num_layers: int = 3,
-        sim_coeff: float = 25.0,
-        std_coeff: float = 25.0,
-        cov_coeff: float = 1.0,
-        eps: float = 1e-4,
+        hidden_dim: PositiveInt = 1024,
+        out_dim: PositiveInt = 1024,
+        num_layers: PositiveInt = 3,
+        sim_coeff: NonNegativeFloat = 25.0,
+        std_coeff: NonNegativeFloat = 25.0,
+        cov_coeff: NonNegativeFloat = 1.0,
+        eps: PositiveFloat = 1e-4,
         reduce_distributed: bool = True,
     ) -> None:
         super().__init__()
@@ -142,7 +143,9 @@ class VICReg(Objective):
         self.reduce_distributed = reduce_distributed
         self.projector: nn.Module = MLPHead(embed_dim, hidden_dim, out_dim, num_layers)
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """VICReg loss of the two views' expanded embeddings."""
         h1, h2 = encode_pair(encoder, views, self.embed_dim, self.name)
         z1, z2 = self.projector(h1), self.projector(h2)

@@ -4,7 +4,7 @@ Two views of the graph (edge dropping and feature masking) are encoded by the sh
 encoder; a projection head (``Linear -> ELU -> Linear``) maps the node embeddings, and
 node ``i`` of one view is the positive of node ``i`` of the other. Negatives are every
 other node of both views (inter- and intra-view), which is the symmetric NT-Xent loss:
-the core's :func:`selfsup.builtin.objectives.infonce.info_nce_terms` with
+the core's :func:`selfsup.losses.info_nce_terms` with
 ``intra_view_negatives=True``.
 
 Views come from ``graph:drop-edge-mask-feature``; given a single graph (for example
@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from selfsup.builtin.objectives.infonce import info_nce_terms
-from selfsup.interfaces import Objective, ObjectiveOutput
+from pydantic import PositiveFloat, PositiveInt
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
+from selfsup.losses import info_nce_terms
 from torch import nn
 
 from selfsup_graph.objectives.common import graphs_of, seed_index
-from selfsup_graph.views import DropEdgeMaskFeature
+from selfsup_graph.views import DropEdgeMaskFeature, Rate
 
 __all__ = ["GRACE"]
 
@@ -51,12 +52,12 @@ class GRACE(Objective):
     def __init__(
         self,
         embed_dim: int,
-        proj_dim: int = 128,
-        proj_hidden_dim: int | None = None,
-        temperature: float = 0.4,
+        proj_dim: PositiveInt = 128,
+        proj_hidden_dim: PositiveInt | None = None,
+        temperature: PositiveFloat = 0.4,
         intra_view_negatives: bool = True,
-        edge_drop: float | Sequence[float] = (0.2, 0.4),
-        feature_mask: float | Sequence[float] = (0.3, 0.4),
+        edge_drop: Rate | Sequence[Rate] = (0.2, 0.4),
+        feature_mask: Rate | Sequence[Rate] = (0.3, 0.4),
     ) -> None:
         super().__init__()
         for name, value in (("proj_dim", proj_dim), ("embed_dim", embed_dim)):
@@ -74,11 +75,13 @@ class GRACE(Objective):
             nn.Linear(embed_dim, hidden), nn.ELU(), nn.Linear(hidden, proj_dim)
         )
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """InfoNCE between the projected node embeddings of two views."""
         graphs = graphs_of(views, _OWNER)
         if len(graphs) == 1:
-            graphs = self.augment(graphs[0])
+            graphs = self.augment(graphs[0], meta)
         if len(graphs) != 2:
             raise ValueError(
                 f"{_OWNER} needs 2 views (or 1 graph to augment itself), got {len(graphs)}; "

@@ -18,16 +18,17 @@ On a neighbour-sampled subgraph the loss counts the masked seed nodes only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from selfsup.interfaces import Objective, ObjectiveOutput
+from pydantic import Field, PositiveInt
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 from torch import Tensor, nn
 
 from selfsup_graph.encoders import GAT, GCN, GIN
 from selfsup_graph.objectives.common import check_rate, graph_of, seed_count
-from selfsup_graph.views import drop_edges, replace_graph
+from selfsup_graph.views import Rate, drop_edges, replace_graph
 
 __all__ = ["GraphMAE", "mask_nodes", "sce_loss"]
 
@@ -93,17 +94,17 @@ class GraphMAE(Objective):
     def __init__(
         self,
         embed_dim: int,
-        in_dim: int | None = None,
-        mask_rate: float = 0.5,
-        replace_rate: float = 0.05,
-        alpha: float = 3.0,
-        decoder: str = "gat",
-        decoder_heads: int = 1,
-        decoder_dropout: float = 0.2,
-        decoder_attn_dropout: float = 0.1,
+        in_dim: PositiveInt,
+        mask_rate: Annotated[float, Field(gt=0, lt=1)] = 0.5,
+        replace_rate: Rate = 0.05,
+        alpha: Annotated[float, Field(ge=1)] = 3.0,
+        decoder: Literal["gat", "gcn", "gin", "linear"] = "gat",
+        decoder_heads: PositiveInt = 1,
+        decoder_dropout: Rate = 0.2,
+        decoder_attn_dropout: Rate = 0.1,
         remask: bool = True,
-        drop_edge_rate: float = 0.0,
-        init: str = "xavier-relu",
+        drop_edge_rate: Rate = 0.0,
+        init: Literal["xavier-relu", "pyg"] = "xavier-relu",
     ) -> None:
         super().__init__()
         if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 1:
@@ -167,7 +168,9 @@ class GraphMAE(Objective):
             return dec.convs[0](h, edge_index, targets=nodes)
         return self.decoder(replace_graph(data, x=rep, edge_index=edge_index)).tokens[nodes]
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Mask, encode, re-mask, decode and score the masked nodes."""
         data = graph_of(views, _OWNER)
         x = data.x if data.x.is_floating_point() else data.x.float()

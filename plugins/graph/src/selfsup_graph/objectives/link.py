@@ -10,11 +10,12 @@ seed nodes are scored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from selfsup.interfaces import Objective, ObjectiveOutput
+from pydantic import Field, PositiveInt
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 from torch import Tensor, nn
 
 from selfsup_graph.objectives.common import check_rate, graph_of, seed_count
@@ -40,10 +41,10 @@ class LinkReconstruction(Objective):
     def __init__(
         self,
         embed_dim: int,
-        mask_rate: float = 0.3,
-        num_negatives: int = 1,
-        scorer: str = "dot",
-        max_edges: int | None = None,
+        mask_rate: Annotated[float, Field(gt=0, lt=1)] = 0.3,
+        num_negatives: PositiveInt = 1,
+        scorer: Literal["dot", "mlp"] = "dot",
+        max_edges: PositiveInt | None = None,
     ) -> None:
         super().__init__()
         self.mask_rate = check_rate(_OWNER, "mask_rate", mask_rate)
@@ -70,7 +71,9 @@ class LinkReconstruction(Objective):
         prod = h[pairs[0]] * h[pairs[1]]
         return prod.sum(-1) if self.scorer is None else self.scorer(prod).squeeze(-1)
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Hide edges, encode, and classify hidden edges against random pairs."""
         data = graph_of(views, _OWNER)
         edge_index = data.edge_index

@@ -12,18 +12,22 @@ own parameters and weight. The combined loss is either
   each loss before the solver. Each task's head gets its own task's gradient, scaled
   by that task's ``alpha``.
 
-Every task receives the same views (use ``core:identity``: GRACE then makes its two
-views itself). In a distributed run, MGDA's weights are computed from each rank's
+Every task receives the same views and :class:`~selfsup.interfaces.BatchMeta` (use
+``core:identity``: GRACE then makes its two views itself). The tasks are sub-modules,
+so :class:`~selfsup.interfaces.Objective`'s defaults forward ``attach``,
+``on_step_end`` and ``student_parameters`` to each of them; this class adds only the
+combined loss. In a distributed run, MGDA's weights are computed from each rank's
 local gradients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
-from selfsup.interfaces import Objective, ObjectiveOutput
+from pydantic import Field, NonNegativeFloat
+from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
 from torch import Tensor, nn
 
 __all__ = ["TASKS", "MultiTask", "min_norm_weights"]
@@ -99,8 +103,11 @@ class MultiTask(Objective):
     def __init__(
         self,
         embed_dim: int,
-        tasks: Mapping[str, Any] | None = None,
-        combiner: str = "sum",
+        tasks: Annotated[
+            Mapping[Literal["graphmae", "grace", "link"], NonNegativeFloat | dict[str, Any]],
+            Field(min_length=1),
+        ],
+        combiner: Literal["sum", "mgda"] = "sum",
     ) -> None:
         super().__init__()
         if combiner not in ("sum", "mgda"):
@@ -130,12 +137,14 @@ class MultiTask(Objective):
             modules[name] = _task_class(name)(embed_dim=embed_dim, **dict(spec.get("params", {})))
         self.tasks = nn.ModuleDict(modules)
 
-    def forward(self, encoder: nn.Module, views: Any) -> ObjectiveOutput:
+    def forward(
+        self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
+    ) -> ObjectiveOutput:
         """Run every task and combine the losses."""
         losses: dict[str, Tensor] = {}
         metrics: dict[str, float | Tensor] = {}
         for name, task in self.tasks.items():
-            out = task(encoder, views)
+            out = task(encoder, views, meta)
             losses[name] = out.loss * self.weights[name]
             metrics[f"{name}_loss"] = out.loss.detach()
             for key, value in out.metrics.items():
