@@ -58,6 +58,18 @@ def register_objectives(register: Callable[[ObjectiveSpec], None]) -> None:
             ("contrastive",),
         ),
         (
+            "barlow-twins",
+            "redundancy:GraphBarlowTwins",
+            "Graph Barlow Twins (G-BT): Barlow Twins loss on two views' node embeddings.",
+            ("redundancy-reduction",),
+        ),
+        (
+            "vicreg",
+            "redundancy:GraphVICReg",
+            "VICReg's invariance, variance and covariance terms on node embeddings.",
+            ("redundancy-reduction",),
+        ),
+        (
             "link-recon",
             "link:LinkReconstruction",
             "Masked link reconstruction: hidden edges against random pairs (BCE).",
