@@ -30,6 +30,7 @@ PUBLIC_MODULES = {
     "selfsup.losses",
     "selfsup.evaluation",
     "selfsup.components",
+    "selfsup.safe_pickle",
     "selfsup.testing",
 }
 

@@ -44,10 +44,13 @@ def experiment(tmp_path):
 
 
 def test_discover_and_summarise(experiment) -> None:
-    runs = discover_runs(experiment)
+    warnings: list[str] = []
+    runs = discover_runs(experiment, warnings)
     assert sorted(r.label for r in runs) == ["random-init/seed-0", "simclr/seed-0", "simclr/seed-1"]
     simclr = next(r for r in runs if r.label == "simclr/seed-0")
-    assert len(simclr.metrics) == 7  # the torn last line is skipped
+    assert len(simclr.metrics) == 7  # the torn last line is skipped, with a warning
+    torn = str(experiment / "simclr" / "seed-0" / "metrics.jsonl") + ":8: not JSON"
+    assert len(warnings) == 3 and any(w.startswith(torn) for w in warnings), warnings
     names, rows = summarise(runs)
     assert names == ["knn_acc", "rankme"]
     row = next(r for r in rows if r["arm"] == "simclr")
@@ -156,3 +159,21 @@ def test_report_plots_embeddings_saved_without_labels(tmp_path) -> None:
     target = build_report(root)
     assert (root / "embeddings_pca.png").read_bytes().startswith(b"\x89PNG")
     assert target.read_text().count("data:image/png;base64,") == 3
+
+
+def test_report_warns_and_still_writes_the_rest(experiment) -> None:
+    run = experiment / "simclr" / "seed-1"
+    (run / "results.json").write_text('{"arm": "simclr", "metrics": {"knn_acc": 0.9')
+    (run / "embeddings.npz").write_bytes(b"PK\x03\x04 a truncated zip")
+    (experiment / "simclr" / "seed-0" / "embeddings.npz").write_bytes(b"\x80\x04pickle")
+    result = CliRunner().invoke(build_cli(core_manager()), ["report", str(experiment)])
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert f"{run / 'results.json'}: not valid JSON" in err and "left out of the results" in err
+    assert f"{run / 'embeddings.npz'}: not a readable .npz" in err
+    assert "allow_pickle" not in err and "unsafely" not in err
+    assert err.count("warning:") == 3 + 3  # + the torn last line of each run's metrics
+    html = (experiment / "report.html").read_text()
+    assert "<h2>Skipped</h2>" in html and "embeddings.npz" in html
+    assert "0.8" in result.stdout and "curves" in html  # the readable rest is reported
+    assert not (experiment / "embeddings_pca.png").exists()  # no readable embeddings left

@@ -65,7 +65,8 @@ def test_import_path_is_not_an_id() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text(text, source="exp.yaml")
     msg = str(info.value)
-    assert "'os.system' is not a component id" in msg and "import paths are not allowed" in msg
+    assert "'os.system' is not a component id" in msg
+    assert "never by import path" in msg and "docs/writing-a-plugin.md" in msg
 
 
 def test_colon_import_path_is_looked_up_never_imported(monkeypatch, selfsup_pm) -> None:
@@ -269,3 +270,154 @@ def test_set_indexes_lists() -> None:
 )
 def test_bad_list_index_in_set(item, expected) -> None:
     assert expected in error_of("arms: [{name: a}]\n", overrides=(item,))
+
+
+# ------------------------------------------------------------------ the bounded YAML loader
+
+
+def test_anchors_and_merge_keys_within_the_limits_still_work() -> None:
+    cfg = load(
+        """
+        train: {optimizer: &opt {name: sgd, lr: 0.1}}
+        arms:
+          - {name: a, train: {optimizer: *opt}}
+          - {name: b, train: {optimizer: {<<: *opt, lr: 0.2}}}
+        """
+    )
+    arms = {a.name: a for a in expand_arms(cfg)}
+    assert arms["a"].train.optimizer.lr == 0.1 and arms["b"].train.optimizer.lr == 0.2
+    assert arms["b"].train.optimizer.name == "sgd"
+
+
+def test_a_large_document_without_aliases_is_refused_as_data(monkeypatch) -> None:
+    import selfsup.config_yaml as config_yaml
+
+    monkeypatch.setattr(config_yaml, "MAX_NODES", 50)
+    msg = error_of("description: [" + ", ".join(["1"] * 60) + "]\n")
+    assert "holds more than 50 values" in msg and "not data" in msg and "alias" not in msg
+    msg = error_of("x: &x [1, 2, 3, 4, 5, 6, 7, 8]\ndescription: [*x, *x, *x, *x, *x, *x, *x]\n")
+    assert "aliases expanding to more than 50 nodes are refused" in msg
+
+
+def test_the_limits_are_documented_numbers() -> None:
+    from selfsup import config_yaml
+
+    assert config_yaml.MAX_ALIASES == 1_000 and config_yaml.MAX_NODES == 100_000
+    assert config_yaml.MAX_DEPTH == 64 and config_yaml.MAX_CONFIG_CHARS == 262_144
+    for name in ("MAX_ALIASES", "MAX_NODES", "MAX_DEPTH", "MAX_CONFIG_CHARS"):
+        assert name in config_yaml.__doc__
+
+
+def test_a_tag_that_fails_on_its_value_is_a_config_error() -> None:
+    for extra in (
+        "description: !!int ''\n",
+        "seeds: [!!float abc]\n",
+        "x: !!timestamp 2024-13-45\n",
+    ):
+        assert "not valid YAML" in error_of(extra), extra
+
+
+def test_dump_yaml_quotes_what_the_loader_would_read_as_a_number() -> None:
+    from selfsup.config_yaml import dump_yaml, load_yaml
+
+    data = {"a": "1e-3", "b": 1e-3, "c": "1.0.0", "d": "yes", "e": ["1E5", 1e5]}
+    assert load_yaml(dump_yaml(data)) == data
+    assert load_yaml(dump_yaml(data, flow=True)) == data
+    assert "\n" not in dump_yaml(data, flow=True)
+
+
+def test_config_error_is_one_class_everywhere() -> None:
+    import selfsup
+    from selfsup import config_keys, config_yaml
+
+    assert selfsup.ConfigError is ConfigError is config_yaml.ConfigError
+    assert config_keys.ConfigError is ConfigError
+
+
+# ------------------------------------------------------------------ key paths
+
+
+@pytest.mark.parametrize(
+    ("key", "parts"),
+    [
+        ("train.optimizer.lr", ["train", "optimizer", "lr"]),
+        ("arms[1].name", ["arms", "1", "name"]),
+        ("arms.1.name", ["arms", "1", "name"]),
+        ("arms[-1].evaluators[0].params.k", ["arms", "-1", "evaluators", "0", "params", "k"]),
+        ("x[0][2]", ["x", "0", "2"]),
+    ],
+)
+def test_split_key(key, parts) -> None:
+    from selfsup.config_keys import split_key
+
+    assert split_key(key, "--set") == parts
+
+
+@pytest.mark.parametrize("key", ["..", ".x", "x.", "a..b", "[0]", "a.[0]", " "])
+def test_split_key_refuses_empty_segments(key) -> None:
+    from selfsup.config_keys import split_key
+
+    with pytest.raises(ConfigError, match="empty segment"):
+        split_key(key, "--set")
+
+
+@pytest.mark.parametrize("key", ["a[", "a]", "a[x]", "a[0]b", "a[1.5]"])
+def test_split_key_refuses_brackets_without_an_index(key) -> None:
+    from selfsup.config_keys import split_key
+
+    with pytest.raises(ConfigError, match="brackets hold a list index"):
+        split_key(key, "--set")
+
+
+@pytest.mark.parametrize("item", ["arms.²=1", "arms.--1.name=x", "arms.1e0.name=x"])
+def test_odd_indexes_are_config_errors(item) -> None:
+    assert "index it with a number" in error_of("arms: [{name: a}]\n", overrides=(item,))
+
+
+# ------------------------------------------------------------------ import paths at resolve time
+
+
+def test_an_unknown_id_of_a_loaded_plugin_keeps_the_registry_advice() -> None:
+    from selfsup.resolve import resolve_experiment
+    from selfsup.testing import core_manager
+
+    text = BASE.replace("objective: core:simclr", "objective: core:SimCLR")
+    with pytest.raises(ConfigError) as info:
+        resolve_experiment(load_config_text(text, "exp.yaml"), core_manager(), source="exp.yaml")
+    msg = str(info.value)
+    assert "unknown objective 'core:SimCLR'" in msg and "Did you mean 'core:simclr'" in msg
+    assert "import path" not in msg
+
+
+@pytest.mark.parametrize(
+    ("value", "looks"),
+    [
+        ("core:simclr", False),
+        ("vision:vit-b.16", False),
+        ("os:system", False),
+        ("SimCLR", False),
+        ("os.system", True),
+        ("mypkg.objectives:MyLoss", True),
+        ("mypkg:MyLoss", True),
+        ("sklearn.linear_model.LogisticRegression", True),
+    ],
+)
+def test_import_path_hint(value, looks) -> None:
+    from selfsup.config import import_path_hint
+
+    assert (import_path_hint(value) is not None) is looks
+
+
+# ------------------------------------------------------------------ output_dir
+
+
+def test_output_dir_problem(tmp_path) -> None:
+    from selfsup.cli.check import output_dir_problem
+
+    assert output_dir_problem(str(tmp_path / "new" / "deeper"), "exp") is None
+    assert output_dir_problem(str(tmp_path), "exp") is None
+    (tmp_path / "file").write_text("x")
+    msg = output_dir_problem(str(tmp_path / "file"), "exp")
+    assert msg and str(tmp_path / "file") in msg and "is a file, not a directory" in msg
+    msg = output_dir_problem("bad\0path", "exp")
+    assert msg and "is not a usable path" in msg

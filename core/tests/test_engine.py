@@ -124,7 +124,8 @@ def test_save_atomic_survives_a_crash_mid_write(tmp_path: Path, monkeypatch) -> 
 def test_corrupt_checkpoint_error_names_the_file_and_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ckpt.CheckpointError, match=r"last\.pt.*without --resume"):
+    fix = r"last\.pt: not a selfsup checkpoint.*delete .*last\.pt"
+    with pytest.raises(ckpt.CheckpointError, match=fix):
         ckpt.load_checkpoint(path)
     torch.save({"epoch": 1}, path)
     with pytest.raises(ckpt.CheckpointError, match="missing global_step"):

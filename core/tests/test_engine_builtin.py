@@ -81,6 +81,37 @@ def test_arrays_errors_name_the_file_and_the_keys(tmp_path: Path) -> None:
         ArrayDataset(str(path), val_fraction=0.5, test_fraction=0.5)
 
 
+class _Evil:
+    """Unpickling this creates a folder: proof that a pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_arrays_never_unpickles_and_names_bad_values(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = np.empty((2, 1), dtype=object)
+    evil[0, 0] = _Evil(marker)
+    path = tmp_path / "evil.npz"
+    np.savez(path, x=evil, y=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"array 'x' holds Python objects.*never unpickles"):
+        ArrayDataset(str(path))
+    assert not marker.exists()
+    x = np.zeros((6, 2))
+    x[3, 1] = np.inf
+    np.savez(path, x=x, y=np.arange(6) % 2)
+    with pytest.raises(ValueError, match=r"'x' holds 1 non-finite value\(s\).*index \(3, 1\)"):
+        ArrayDataset(str(path))
+    np.savez(path, x=np.zeros((6, 2)), y=np.full(6, 4))
+    with pytest.raises(ValueError, match=r"y has 1 class \(4\).*at least 2"):
+        ArrayDataset(str(path))
+
+
 def test_stratified_split_keeps_every_index_once() -> None:
     labels = np.repeat(np.arange(3), [10, 20, 30])
     train, val, test = stratified_split(labels, (0.1, 0.2), seed=0)
@@ -143,3 +174,30 @@ def test_metrics_log_appends_and_survives_a_torn_line(tmp_path: Path) -> None:
     assert json.loads(path.read_text().splitlines()[-1]) == {"step": 3, "loss": 1.0}
     MetricsLog(tmp_path / "off.jsonl", enabled=False).write({"step": 1})
     assert not (tmp_path / "off.jsonl").exists() and read_metrics(tmp_path / "off.jsonl") == []
+
+
+def test_read_metrics_names_every_skipped_line(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(
+        b'{"step": 1, "loss": 2.0}\n'
+        b"garbage line\n"
+        b"\n"  # blank lines are not records and not warned about
+        b"[1, 2]\n"
+        b"\xff\xfe not utf-8\n"
+        b'{"step": 2, "loss": 1.5}\n'
+        b'{"step": 3, "lo'
+    )
+    warnings: list[str] = []
+    records = read_metrics(path, warnings=warnings)
+    assert records == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    assert [w.split(": ", 1)[0] for w in warnings] == [
+        f"{path}:2",
+        f"{path}:4",
+        f"{path}:5",
+        f"{path}:7",
+    ]
+    assert "not JSON" in warnings[0] and warnings[0].endswith("skipped")
+    assert "not a JSON object (a list)" in warnings[1]
+    assert "not UTF-8 text" in warnings[2]
+    assert "torn by a killed run" in warnings[3]
+    assert read_metrics(path) == records  # without a list: the same records, silently

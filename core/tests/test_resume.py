@@ -102,6 +102,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     with pytest.raises(RunDirExistsError, match=r"seed-3 exists and is not empty.*--resume"):
         run_experiment(load_config(cfg_b))
 
+    stored = (tmp_path / "killed" / run / "config.yaml").read_bytes()
     _run(cfg_b, "--resume")
     _run(cfg_a)
 
@@ -115,3 +116,15 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "killed" / run / "results.json").read_text())
     assert result["status"] == "ok" and result["epochs"] == EPOCHS
     assert result["steps"] == a["global_step"]
+
+    # The log holds each epoch and each logged step once, as the uninterrupted run's.
+    def logged(root: str) -> list[tuple[int | None, int]]:
+        lines = (tmp_path / root / run / "metrics.jsonl").read_text().splitlines()
+        return [(r.get("epoch"), r["step"]) for r in map(json.loads, lines)]
+
+    assert logged("killed") == logged("straight")
+    assert [e for e, _ in logged("killed") if e is not None] == list(range(1, EPOCHS + 1))
+    # The resume is on record; config.yaml is the one the run started with.
+    notice = json.loads((tmp_path / "killed" / run / "notices.jsonl").read_text().splitlines()[-1])
+    assert notice["kind"] == "resume" and notice["from_epoch"] == killed_at
+    assert (tmp_path / "killed" / run / "config.yaml").read_bytes() == stored

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 from rich.console import Console
-from selfsup.config import load_config_text
+from selfsup.config import ExperimentConfig, load_config_text
+from selfsup.engine.metrics import read_metrics
 from selfsup.engine.runinfo import safe_dir_name
 from selfsup.engine.runner import RunDirExistsError, run_experiment
 from selfsup.registry import UnknownIdError
@@ -137,13 +138,44 @@ def test_train_threads_sets_torch_threads(
 ) -> None:
     from selfsup.config import ConfigError
 
-    text = _config(digits_npz, tmp_path, seeds="[0]", baseline="false")
+    text = _config(digits_npz, tmp_path, baseline="false").replace("[0, 1]", "[0]")
     text = text.replace("  epochs: 8\n", "  epochs: 1\n  threads: 2\n")
     assert torch.get_num_threads() == 1  # the fixture's setting (restored after the test)
     run_experiment(load_config_text(text), console=Console(file=io.StringIO()), progress=False)
     assert torch.get_num_threads() == 2
     with pytest.raises(ConfigError, match=r"train\.threads"):
         load_config_text(text.replace("threads: 2", "threads: 0"))
+
+
+def test_more_epochs_on_resume_follow_the_longer_schedule(
+    tmp_path: Path, digits_npz: Path, one_thread: None
+) -> None:
+    """A finished run continued to more epochs trains the added steps at the learning
+    rates of a run planned for the new total, not at the old cosine's final 0.0."""
+
+    def config(out: Path, epochs: int) -> ExperimentConfig:
+        text = _config(digits_npz, out, baseline="false").replace("[0, 1]", "[0]")
+        text = text.replace("[core:knn, core:linear-probe]", "[core:knn]")
+        return load_config_text(text.replace("epochs: 8", f"epochs: {epochs}\n  log_every: 1"))
+
+    def lrs(root: Path) -> dict[int, float]:
+        records = read_metrics(root / "digits" / "simclr" / "seed-0" / "metrics.jsonl")
+        return {r["step"]: r["lr"] for r in records if "epoch" not in r}
+
+    quiet = Console(file=io.StringIO())
+    run_experiment(config(tmp_path / "a", 2), console=quiet, progress=False)
+    assert lrs(tmp_path / "a")[18] > 0  # 9 steps per epoch; the 2-epoch cosine ends next
+    run_experiment(config(tmp_path / "a", 4), resume=True, console=quiet, progress=False)
+    run_experiment(config(tmp_path / "b", 4), console=quiet, progress=False)
+    a, b = lrs(tmp_path / "a"), lrs(tmp_path / "b")
+    assert a.keys() == b.keys() == set(range(1, 37))
+    assert a[12] < b[12]  # the first two epochs ran on the 2-epoch plan
+    for step in range(19, 37):
+        assert a[step] == pytest.approx(b[step], rel=1e-6) and a[step] > 0, step
+    conf = yaml.safe_load(
+        (tmp_path / "a" / "digits" / "simclr" / "seed-0" / "config.yaml").read_text()
+    )
+    assert conf["train"]["epochs"] == 2  # what the first two epochs ran with
 
 
 @pytest.mark.heavy

@@ -1,8 +1,10 @@
 """Experiment configuration: a validated YAML schema, ``--set`` overrides, arms and matrix.
 
 A config is data only: component ids and plain values, never import paths or
-expressions. YAML is read with ``yaml.safe_load``; ``--set`` values are parsed the
-same way.
+expressions. YAML is read with :func:`selfsup.config_yaml.load_yaml` (a bounded
+``yaml.SafeLoader``: no alias bombs, no duplicate keys, ``1e-3`` is a number);
+``--set`` values are parsed the same way, and ``--set`` keys are dotted paths whose
+list indexes may also be written in brackets (``arms[1].name`` is ``arms.1.name``).
 
 An experiment has a base (``data``, ``encoder``, ``views``, ``objective``,
 ``routine``, ``evaluators``, ``train``), optional ``arms`` (each a partial override of
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +52,10 @@ from pydantic import (
     model_validator,
 )
 
+from selfsup.config_keys import apply_overrides, split_key
+from selfsup.config_keys import set_path as _set_path
+from selfsup.config_yaml import ConfigError, read_config_file, read_yaml, shorten
+
 __all__ = [
     "ArmConfig",
     "ComponentRef",
@@ -65,10 +72,6 @@ __all__ = [
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the file, key path, value and fix."""
 
 
 class _Strict(BaseModel):
@@ -95,10 +98,10 @@ class ComponentRef(_Strict):
     @classmethod
     def _check_id(cls, value: str) -> str:
         if not _ID.match(value):
-            raise ValueError(
-                f"{value!r} is not a component id; ids look like 'plugin:name' "
-                "(for example 'core:simclr'); import paths are not allowed in configs"
+            hint = import_path_hint(value) or (
+                "ids look like 'plugin:name' (for example 'core:simclr'; see 'selfsup list')"
             )
+            raise ValueError(f"{shorten(repr(value))} is not a component id: {hint}")
         return value
 
     @field_validator("params")
@@ -232,9 +235,42 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _unique_seeds(cls, value: list[int]) -> list[int]:
         if len(set(value)) != len(value):
-            raise ValueError(f"seeds must be distinct, got {value}")
+            raise ValueError(f"seeds must be distinct, got {shorten(str(value))}")
         return value
 
+
+#: Where a config that names a component by its import path is sent.
+IMPORT_PATH_HINT = (
+    "configs name components by id, never by import path: register the class in a "
+    "plugin (see docs/writing-a-plugin.md) and write its id, 'plugin:name'"
+)
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+([:.][A-Za-z_][\w.]*)?$")
+
+
+def import_path_hint(value: str) -> str | None:
+    """:data:`IMPORT_PATH_HINT` if ``value`` looks like a Python import path, else ``None``.
+
+    ``mypkg.objectives.MyLoss``, ``mypkg.objectives:MyLoss`` and ``mypkg:MyLoss`` (a
+    class name after the colon) look like import paths; ``core:simclr`` does not.
+
+    Example:
+        >>> import_path_hint("core:simclr") is None
+        True
+        >>> "never by import path" in import_path_hint("torch.nn.Linear")
+        True
+    """
+    if len(value) > 300:  # no identifier path is this long; keep the regex cheap
+        return None
+    plugin, sep, name = value.partition(":")
+    dotted = bool(_IMPORT_PATH.match(value)) and ("." in plugin or "." in name)
+    class_name = bool(sep) and name[:1].isupper() and plugin.isidentifier()
+    return IMPORT_PATH_HINT if dotted or class_name else None
+
+
+#: Problems listed by :func:`format_validation_error` before "... and N more".
+MAX_PROBLEMS = 20
+#: Arms (each arm times each matrix combination) one experiment may expand to.
+MAX_ARMS = 1_000
 
 _COMPONENT_KEYS = ("data", "encoder", "views", "objective", "routine")
 _BASE_KEYS = ("data", "encoder", "views", "objective", "routine", "evaluators", "train")
@@ -249,21 +285,37 @@ def _check_plain(value: Any, where: str) -> None:
         for i, v in enumerate(value):
             _check_plain(v, f"{where}[{i}]")
     elif value is not None and not isinstance(value, str | int | float | bool):
-        raise ValueError(f"{where}: only plain values are allowed, got {type(value).__name__}")
+        raise ValueError(
+            f"{where}: only plain values (strings, numbers, booleans, lists, mappings) are "
+            f"allowed, got {type(value).__name__}; quote it to pass it as a string"
+        )
 
 
 def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per problem: ``file: key.path: message (got value)``."""
-    lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s)):"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+    """One line per problem: ``file: key.path: message (got value)``.
+
+    Values, keys and messages are cut to a few hundred characters and at most
+    :data:`MAX_PROBLEMS` problems are listed, so a huge config never prints a huge error.
+    """
+    errors = exc.errors()
+    lines = [f"{source}: invalid configuration ({len(errors)} problem(s)):"]
+    for err in errors[:MAX_PROBLEMS]:
+        loc = shorten(".".join(str(p) for p in (prefix, *err["loc"]) if p != ""))
         got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        msg = err["msg"].removeprefix("Value error, ")
+        shown = ""
+        if not isinstance(got, dict | list) and got is not None:
+            shown = f" (got {shorten(repr(got))})"
+        msg = shorten(err["msg"].removeprefix("Value error, "), 600)
+        last = str(err["loc"][-1]) if err["loc"] else ""
+        if last and msg.startswith((f"{last}.", f"{last}[")):  # a path inside a value
+            sub, _, msg = msg.partition(": ")
+            loc += sub[len(last) :]
         if err["type"] == "extra_forbidden":
             msg = f"unknown key; {_allowed_keys(err['loc'], prefix)}"
             shown = ""
         lines.append(f"  - {loc or '<top>'}: {msg}{shown}")
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"  ... and {len(errors) - MAX_PROBLEMS} more")
     return "\n".join(lines)
 
 
@@ -286,10 +338,7 @@ def _allowed_keys(loc: Sequence[Any], prefix: str) -> str:
 
 
 def _parse_yaml(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    data = read_yaml(text, source)
     if data is None:
         raise ConfigError(f"{source}: the file is empty; see examples/ for a starting point")
     if not isinstance(data, dict):
@@ -297,61 +346,6 @@ def _parse_yaml(text: str, source: str) -> dict[str, Any]:
             f"{source}: the top level must be a mapping of keys, not a {type(data).__name__}"
         )
     return data
-
-
-def apply_overrides(
-    data: dict[str, Any], overrides: Iterable[str], source: str = "--set"
-) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/lists).
-
-    Raises:
-        ConfigError: An override without ``=`` or with an empty key.
-    """
-    data = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{source} {item!r}: expected key.path=value, e.g. train.epochs=5")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} {item!r}: cannot parse the value: {exc}") from exc
-        _set_path(data, key.strip().split("."), value, f"{source} {item!r}")
-    return data
-
-
-def _list_index(node: list[Any], part: str, parent: list[str], where: str) -> int:
-    """``part`` as an index into ``node`` (``arms.1.name``, ``evaluators.0.params.k``)."""
-    name = ".".join(parent)
-    if not part.lstrip("-").isdigit():
-        raise ConfigError(f"{where}: {name} is a list; index it with a number ({name}.0...)")
-    index = int(part)
-    if not -len(node) <= index < len(node):
-        raise ConfigError(f"{where}: {name} has {len(node)} entries; index {index} is out of range")
-    return index
-
-
-def _set_path(data: dict[str, Any], path: list[str], value: Any, where: str) -> None:
-    node: Any = data
-    for i, part in enumerate(path[:-1]):
-        key: Any = part
-        if isinstance(node, list):
-            key = _list_index(node, part, path[:i], where)
-            nxt = node[key]
-        else:
-            nxt = node.get(part)
-        if isinstance(nxt, str) and path[i + 1] in ("id", "params"):
-            nxt = {"id": nxt}
-        if nxt is None:
-            nxt = {}
-        if not isinstance(nxt, dict | list):
-            raise ConfigError(f"{where}: {'.'.join(path[: i + 1])} is not a mapping")
-        node[key] = nxt
-        node = nxt
-    if isinstance(node, list):
-        node[_list_index(node, path[-1], path[:-1], where)] = value
-    else:
-        node[path[-1]] = value
 
 
 def _ref_id(node: Any) -> Any:
@@ -408,14 +402,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
     Raises:
         ConfigError: The file is missing or unreadable, or invalid.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such config file (see examples/ for ready-made ones)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the file: {exc}") from exc
-    return load_config_text(text, source=str(p), overrides=overrides)
+    text = read_config_file(path)
+    return load_config_text(text, source=str(Path(path)), overrides=overrides)
 
 
 def _arm_name(base_name: str, combo: Mapping[str, Any]) -> str:
@@ -434,7 +422,7 @@ def _default_arm_name(raw: Mapping[str, Any]) -> str:
     obj = raw.get("objective")
     if obj is None:
         return "no-pretraining"
-    ident = obj if isinstance(obj, str) else obj.get("id", "arm")
+    ident = _ref_id(obj) or "arm"
     return str(ident).partition(":")[2] or str(ident)
 
 
@@ -446,13 +434,20 @@ def expand_arms(cfg: ExperimentConfig, source: str = "<config>") -> list[ArmConf
     """
     base = cfg.model_dump(include=set(_BASE_KEYS), exclude_none=True)
     base = {k: v for k, v in base.items() if k in _BASE_KEYS}
+    n_arms = max(len(cfg.arms), 1) * math.prod(len(values) for values in cfg.matrix.values())
+    if n_arms > MAX_ARMS:
+        sizes = " x ".join(str(len(v)) for v in cfg.matrix.values()) or "no"
+        raise ConfigError(
+            f"{source}: {max(len(cfg.arms), 1)} arm(s) times the matrix's {sizes} values make "
+            f"{n_arms} arms; at most {MAX_ARMS} are allowed: split the experiment into files"
+        )
     raws: list[dict[str, Any]] = []
     for index, override in enumerate(cfg.arms or [{}]):
         unknown = set(override) - {*_BASE_KEYS, "name"}
         if unknown:
             raise ConfigError(
-                f"{source}: arms[{index}]: unknown key(s) {sorted(unknown)}; "
-                f"allowed: name, {', '.join(_BASE_KEYS)}"
+                f"{source}: arms[{index}]: unknown key(s) {shorten(str(sorted(map(str, unknown))))}"
+                f"; allowed: name, {', '.join(_BASE_KEYS)}"
             )
         merged = _deep_merge(base, override)
         merged.setdefault("name", override.get("name") or _default_arm_name(merged))
@@ -467,14 +462,16 @@ def expand_arms(cfg: ExperimentConfig, source: str = "<config>") -> list[ArmConf
         for combo in combos:
             data = copy.deepcopy(raw)
             for key, value in combo.items():
-                _set_path(data, key.split("."), value, f"{source}: matrix key {key!r}")
+                where = f"{source}: matrix key {shorten(repr(key))}"
+                _set_path(data, split_key(key, where), value, where)
             data["name"] = _arm_name(raw["name"], combo)
             arms.append(_validate_arm(data, source, f"arms[{index}]" if cfg.arms else ""))
     names = [a.name for a in arms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(
-            f"{source}: arm names must be distinct; repeated: {dupes} (set 'name:' per arm)"
+            f"{source}: arm names must be distinct; repeated: {shorten(str(dupes))} "
+            "(set 'name:' per arm)"
         )
     if cfg.baseline:
         seen: set[str] = set()

@@ -517,6 +517,9 @@ class EvalContext:
         artefacts: What :meth:`add_artefact` recorded: ``{"path", "kind", "caption"}``
             with ``path`` relative to ``run_dir``; the runner copies it into
             ``results.json`` and ``selfsup report`` links to each file.
+        facts: What :meth:`record` recorded: plain data that is not a metric (a threat
+            model, the protocol followed, chosen hyper-parameters); the runner writes
+            it to ``results.json`` under ``"facts"`` by evaluator name.
     """
 
     runtime: Runtime
@@ -525,6 +528,18 @@ class EvalContext:
     run_dir: Path | None = None
     name: str = "evaluator"
     artefacts: list[dict[str, str]] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, **facts: Any) -> None:
+        """Record plain-data facts about this evaluation (strings, numbers, lists, dicts).
+
+        Example:
+            >>> ctx = EvalContext(runtime=Runtime(torch.device("cpu")))
+            >>> ctx.record(threat_model={"knowledge": "white-box", "eps": 8 / 255})
+            >>> ctx.facts["threat_model"]["knowledge"]
+            'white-box'
+        """
+        self.facts.update(facts)
 
     @property
     def rank(self) -> int:

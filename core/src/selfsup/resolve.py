@@ -26,7 +26,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from selfsup.config import ArmConfig, ComponentRef, ConfigError, ExperimentConfig, expand_arms
+from selfsup.config import (
+    IMPORT_PATH_HINT,
+    ArmConfig,
+    ComponentRef,
+    ConfigError,
+    ExperimentConfig,
+    expand_arms,
+    import_path_hint,
+)
 from selfsup.params import annotation_problem, factory_params
 from selfsup.params import describe_params as _describe_params
 from selfsup.registry import UnknownIdError
@@ -270,9 +278,21 @@ def describe_params(spec: ComponentSpec) -> list[dict[str, Any]]:
 
 
 def explain_unknown(pm: PluginManager, component_id: str, message: str) -> str:
-    """The registry's unknown-id message, with what is known of the plugin named by the id."""
+    """The registry's unknown-id message, with what is known of the plugin named by the id.
+
+    An id that looks like a Python import path (``mypkg.objectives:MyLoss``) from no
+    loaded plugin gets :data:`~selfsup.config.IMPORT_PATH_HINT` instead of the
+    registry's "install the plugin" advice: configs never import code.
+    """
     plugin = component_id.partition(":")[0]
     info = pm.infos.get(plugin)
+    if info is None and plugin not in pm.registry.plugins and import_path_hint(component_id):
+        start = message.find(f"No loaded plugin provides '{plugin}:' ids")
+        end = message.find(" Available ", start)
+        if start >= 0:
+            hint = f"It looks like a Python import path, and {IMPORT_PATH_HINT}."
+            message = message[:start] + hint + (message[end:] if end > 0 else "")
+        return message
     if info is not None and info.status in ("failed", "disabled"):
         # the plugin is installed: drop the registry's "pip install ..." advice
         start = message.find(f"No loaded plugin provides '{plugin}:' ids")

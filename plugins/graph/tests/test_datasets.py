@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,7 +31,86 @@ def test_shared_root_is_not_written(planetoid_root: Path, tmp_path: Path) -> Non
     before = sorted(p.name for p in planetoid_root.rglob("*"))
     planetoid("cora", root=str(planetoid_root), cache_dir=str(tmp_path))
     assert sorted(p.name for p in planetoid_root.rglob("*")) == before
-    assert any(tmp_path.rglob("ind.cora.x")) and any(tmp_path.rglob("processed"))
+    assert not any(tmp_path.iterdir())  # read in place: no cache to go stale
+
+
+def test_reader_gives_exactly_what_pyg_planetoid_gives(
+    planetoid_root: Path, tmp_path: Path
+) -> None:
+    from selfsup_graph.planetoid_io import read_planetoid
+    from torch_geometric.datasets import Planetoid
+
+    shutil.copytree(planetoid_root / "Cora" / "raw", tmp_path / "Cora" / "raw")
+    reference = Planetoid(str(tmp_path), "Cora")  # PyG unpickling the trusted shared files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy.sparse.csr is resolved without its warning
+        ours, num_classes = read_planetoid(planetoid_root / "Cora" / "raw", "cora")
+    assert num_classes == reference.num_classes == 7
+    for key in ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask"):
+        theirs = getattr(reference[0], key)
+        assert getattr(ours, key).dtype == theirs.dtype, key
+        assert torch.equal(getattr(ours, key), theirs), key
+
+
+def _write_planetoid(raw: Path, prefix: str, test_nodes: list[int], seed: int = 0) -> None:
+    """Small Planetoid-format files: 520 labelled nodes (10 train), the given test nodes."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n_all, n_train, feats, classes = 520, 10, 16, 3
+    n_nodes = max(test_nodes) + 1
+
+    def onehot(n: int) -> np.ndarray:
+        return np.eye(classes, dtype=np.int32)[rng.integers(0, classes, n)]
+
+    allx = sp.csr_matrix((rng.random((n_all, feats)) > 0.8).astype(np.float32))
+    tx = sp.csr_matrix((rng.random((len(test_nodes), feats)) > 0.8).astype(np.float32))
+    ally = onehot(n_all)
+    graph: dict[int, list[int]] = collections.defaultdict(list)
+    for a, b in rng.integers(0, n_nodes, (3 * n_nodes, 2)).tolist():
+        graph[a].append(b)
+    graph[5].append(5)  # a self loop, removed as PyG does
+    objects = {"x": allx[:n_train], "y": ally[:n_train], "allx": allx, "ally": ally,
+               "tx": tx, "ty": onehot(len(test_nodes)), "graph": graph}  # fmt: skip
+    raw.mkdir(parents=True)
+    for suffix, obj in objects.items():
+        (raw / f"ind.{prefix}.{suffix}").write_bytes(pickle.dumps(obj, protocol=2))
+    (raw / f"ind.{prefix}.test.index").write_text("".join(f"{i}\n" for i in test_nodes))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "test_nodes"),
+    [
+        ("cora", [523, 520, 521, 525, 522, 524]),  # shuffled, contiguous
+        ("citeseer", [527, 520, 523, 521, 530, 525]),  # isolated nodes skipped
+    ],
+)
+def test_reader_matches_pyg_on_planetoid_format_files(
+    tmp_path: Path, prefix: str, test_nodes: list[int]
+) -> None:
+    from selfsup_graph.planetoid_io import read_planetoid
+    from torch_geometric.io import read_planetoid_data
+
+    raw = tmp_path / "raw"
+    _write_planetoid(raw, prefix, test_nodes)
+    ours, _ = read_planetoid(raw, prefix, check_sizes=False)
+    reference = read_planetoid_data(str(raw), prefix)
+    assert ours.num_nodes == max(test_nodes) + 1
+    for key in ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask"):
+        assert torch.equal(getattr(ours, key), getattr(reference, key)), key
+
+
+def test_files_of_another_planetoid_dataset_are_named(tmp_path: Path) -> None:
+    from selfsup.safe_pickle import CorruptFileError
+
+    root = tmp_path / "planetoid" / "Cora" / "raw"
+    _write_planetoid(root, "cora", list(range(520, 526)))
+    with pytest.raises(CorruptFileError) as info:
+        planetoid("Cora", root=str(tmp_path / "planetoid"))
+    msg = str(info.value)
+    assert "describe 526 nodes, 16 features and 3 classes, but cora has 2708, 1433 and 7" in msg
+    assert "re-copy the 8 ind.cora.* files" in msg
 
 
 def test_root_may_point_at_the_raw_folder(planetoid_root: Path, tmp_path: Path) -> None:
@@ -113,3 +195,42 @@ def test_minibatch_collate_is_refused(cora) -> None:
         cora.collate([])
     x, _ = cora.embed(NodeFeatures(in_dim=1433), "train", CPU)
     assert torch.equal(x, cora.train.x[:140])
+
+
+def _amazon_npz(root: Path) -> Path:
+    """A 30-node graph in PyG's Amazon npz format under ``root/Photo/raw``."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix((rng.random((30, 8)) > 0.7).astype(np.float32))
+    adj = sp.csr_matrix(np.triu(rng.random((30, 30)) > 0.8, 1).astype(np.float32))
+    path = root / "Photo" / "raw" / "amazon_electronics_photo.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(
+        path,
+        attr_data=x.data, attr_indices=x.indices, attr_indptr=x.indptr, attr_shape=x.shape,
+        adj_data=adj.data, adj_indices=adj.indices, adj_indptr=adj.indptr, adj_shape=adj.shape,
+        labels=rng.integers(0, 3, 30),
+    )  # fmt: skip
+    return path
+
+
+def test_pyg_cache_is_reused_while_the_raw_files_are_unchanged(tmp_path: Path) -> None:
+    import json
+
+    root, cache = tmp_path / "amazon", tmp_path / "cache"
+    _amazon_npz(root)
+    first = pyg_dataset("Amazon", root=str(root), name="Photo", cache_dir=str(cache))
+    (data_pt,) = cache.rglob("processed/data.pt")
+    entry = data_pt.parents[2]
+    manifest = json.loads((entry / "selfsup-cache.json").read_text())
+    assert set(manifest["files"]) == {"Photo/raw/amazon_electronics_photo.npz"}
+    assert not list(cache.rglob("pre_transform.pt"))  # PyG unpickles it: never kept
+    leftover = entry.parent / f"{entry.name}.tmp-999"  # as a killed build leaves it
+    leftover.mkdir()
+    inode = data_pt.stat().st_ino
+    again = pyg_dataset("Amazon", root=str(root), name="Photo", cache_dir=str(cache))
+    assert data_pt.stat().st_ino == inode  # loaded from the cache, not rebuilt
+    assert torch.equal(first.train.x, again.train.x) and not leftover.exists()
+    assert not (root / "Photo" / "processed").exists()  # the root is never written

@@ -108,4 +108,34 @@ def test_image_folder_errors(tmp_path) -> None:
         image_folder(str(tmp_path))
     (tmp_path / "cat" / "broken.jpg").write_bytes(b"definitely not a jpeg")
     with pytest.raises(ValueError, match=r"broken\.jpg"):
-        image_folder(str(tmp_path))
+        image_folder(str(tmp_path), unlabelled=True)
+
+
+def test_image_folder_names_every_unreadable_image(tmp_path) -> None:
+    _write_folder(tmp_path)
+    (tmp_path / "cat" / "a.png").write_text("not a png")
+    good = (tmp_path / "dog" / "0.png").read_bytes()
+    (tmp_path / "dog" / "b.png").write_bytes(good[:40])
+    (tmp_path / "dog" / "._c.png").write_bytes(b"macOS metadata")  # hidden: skipped
+    with pytest.raises(ValueError, match="2 unreadable image file") as err:
+        image_folder(str(tmp_path), size=8)
+    message = str(err.value)
+    assert "a.png" in message and "b.png" in message and "._c.png" not in message
+    assert "remove or replace these files" in message
+
+
+def test_image_folder_class_rules(tmp_path) -> None:
+    _write_folder(tmp_path / "one", classes=("cat",), n=6)
+    with pytest.raises(ValueError, match=r"has 1 class \(cat\).*needs at least 2"):
+        image_folder(str(tmp_path / "one"), size=8)
+    data = image_folder(str(tmp_path / "one"), size=8, unlabelled=True)
+    assert data.num_classes == 0 and set(data.train.labels.tolist()) == {-1}
+    _write_folder(tmp_path / "split" / "train")
+    _write_folder(tmp_path / "split" / "val", n=2)
+    (tmp_path / "split" / "train" / "empty").mkdir()
+    (tmp_path / "split" / "val" / "empty").mkdir()
+    with pytest.warns(UserWarning, match="holds no images") as record:
+        data = image_folder(str(tmp_path / "split"), size=8)
+    assert len(record) == 2  # train/empty and val/empty, each named
+    assert data.meta["class_names"] == ["cat", "dog"] and data.num_classes == 2
+    assert set(data.val.labels.tolist()) == {0, 1}

@@ -123,6 +123,11 @@ def _title_and_hint(exc: BaseException) -> tuple[str, str]:
     names = _names(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", "continue a run where it stopped with 'selfsup run EXP.yaml --resume'"
+    if "ResumeConfigError" in names:
+        return "resume refused", (
+            "resume with the config the run started with, or start afresh "
+            "(--overwrite, or --set output_dir=...)"
+        )
     if names & {"ConfigError", "ResolutionError"}:
         return "configuration error", "fix the config (or the --set values) and run 'selfsup check'"
     if "UnknownIdError" in names:
@@ -133,7 +138,8 @@ def _title_and_hint(exc: BaseException) -> tuple[str, str]:
         )
     if "NonFiniteLossError" in names:
         return "training diverged", (
-            "lower train.optimizer.lr, set train.clip_grad, or use precision fp32; "
+            "lower train.optimizer.lr, set train.clip_grad, or use precision fp32, then "
+            "re-run with --overwrite (a resume keeps the config the run started with); "
             "the last good checkpoint is kept"
         )
     if isinstance(exc, FileNotFoundError):

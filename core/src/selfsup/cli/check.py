@@ -2,11 +2,14 @@
 
 Nothing is built and no data is read: the config is validated, the arms expanded,
 every id looked up and every parameter checked against its factory's signature
-(:mod:`selfsup.resolve`). Exit code 0 when the experiment can run, 2 otherwise.
+(:mod:`selfsup.resolve`), and ``<output_dir>/<name>`` must be a directory that exists
+or can be created (:func:`output_dir_problem`). Exit code 0 when the experiment can
+run, 2 otherwise. ``selfsup run`` does the same before it trains.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from rich.text import Text
 from selfsup.cli._common import State, echo_json, plain
 from selfsup.resolve import ResolvedExperiment
 
-__all__ = ["arms_table", "check_command", "load_and_resolve", "set_option"]
+__all__ = ["arms_table", "check_command", "load_and_resolve", "output_dir_problem", "set_option"]
 
 #: ``--set key.path=value`` (repeatable), shared by ``check`` and ``run``.
 set_option = click.option(
@@ -25,7 +28,8 @@ set_option = click.option(
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a config key (dotted path, YAML value), e.g. --set train.epochs=5.",
+    help="Override a config key (dotted path, YAML value), e.g. --set train.epochs=5 or "
+    "--set arms[1].train.optimizer.lr=1e-3.",
 )
 
 
@@ -35,14 +39,55 @@ def load_and_resolve(state: State, path: str, overrides: tuple[str, ...]) -> Res
     Raises:
         ConfigError: Any problem, with the file, key path, value and the fix.
     """
-    from selfsup.config import load_config
+    from selfsup.config import ConfigError, load_config
     from selfsup.resolve import resolve_experiment
 
     cfg = load_config(path, overrides=overrides)
+    problem = output_dir_problem(cfg.output_dir, cfg.name)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     resolved = resolve_experiment(cfg, state.pm, source=str(path))
     for warning in resolved.warnings:
         state.warn(warning)
     return resolved
+
+
+def output_dir_problem(output_dir: str, name: str) -> str | None:
+    """What stops runs from being written under ``<output_dir>/<name>``, or ``None``.
+
+    The nearest existing path on the way to ``<output_dir>/<name>`` must be a directory
+    the user can write into (and enter); nothing is created.
+
+    Example:
+        >>> output_dir_problem("/etc/hostname", "exp")  # doctest: +ELLIPSIS
+        'output_dir: /etc/hostname is a file, not a directory, so /etc/hostname/exp ...'
+        >>> output_dir_problem("runs", "exp") is None
+        True
+    """
+    target = Path(output_dir) / name
+    fix = "point output_dir at a directory (--set output_dir=runs) or move the file away"
+    if "\0" in output_dir:
+        return f"output_dir: {output_dir!r} is not a usable path (a NUL byte); choose another one"
+    try:
+        existing = next(p for p in (target, *target.parents) if p.exists() or p.is_symlink())
+    except StopIteration:  # nothing exists, not even the current directory: let run say so
+        return None
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a permission
+        return f"output_dir: {output_dir!r} is not a usable path ({exc}); choose another one"
+    if not existing.is_dir():
+        kind = "a broken link" if not existing.exists() else "a file"
+        if existing == target:
+            return f"output_dir: runs go into {target}, but it is {kind}, not a directory; {fix}"
+        return (
+            f"output_dir: {existing} is {kind}, not a directory, so {target} cannot be "
+            f"created; {fix}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (
+            f"output_dir: {target} cannot be created or written: {existing} is not writable; "
+            "choose a writable output_dir (--set output_dir=...) or fix its permissions"
+        )
+    return None
 
 
 def _ref(value: Any) -> str:

@@ -31,12 +31,18 @@ def report_command(state: State, run_dir: str, out_dir: str | None, projection: 
 
     RUN_DIR is an experiment directory (runs/<name>) or one run directory
     (runs/<name>/<arm>/seed-<n>). Needs matplotlib: pip install 'selfsup[report]'.
+    Every line or file that cannot be read (a garbage metrics.jsonl line, a damaged
+    results.json or embeddings.npz) is named in a warning and skipped; the rest of
+    the report is written.
     """
     from selfsup.report import build_report, discover_runs, summarise
     from selfsup.report.html import format_cell
 
-    target = build_report(run_dir, out_dir, projection)
-    names, rows = summarise(discover_runs(run_dir))
+    skipped: list[str] = []
+    target = build_report(run_dir, out_dir, projection, warnings=skipped)
+    for message in skipped:
+        state.warn(message)
+    names, rows = summarise(discover_runs(run_dir, warnings=[]))  # warned about above
     if names:
         table = Table(title=f"results: {Path(run_dir).name}", title_justify="left")
         table.add_column("arm")

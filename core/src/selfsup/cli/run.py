@@ -22,18 +22,42 @@ __all__ = ["run_command"]
 @click.argument("experiment", metavar="EXP.yaml", type=click.Path(dir_okay=False))
 @set_option
 @click.option(
-    "--resume", is_flag=True, help="Continue from each run's last checkpoint; skip finished runs."
+    "--resume",
+    is_flag=True,
+    help="Continue each run from its last checkpoint; skip finished runs. The config must "
+    "match each run's config.yaml; a larger train.epochs continues finished runs.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the run directories of the arms and seeds about to run, then run them "
+    "afresh; other arms' runs are kept.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @click.pass_obj
 def run_command(
-    state: State, experiment: str, overrides: tuple[str, ...], resume: bool, no_progress: bool
+    state: State,
+    experiment: str,
+    overrides: tuple[str, ...],
+    resume: bool,
+    overwrite: bool,
+    no_progress: bool,
 ) -> None:
     """Pretrain and evaluate every arm of EXP.yaml for every seed.
 
     Writes <output_dir>/<name>/<arm>/seed-<n>/ per run (config, metrics, checkpoint,
-    embeddings, results) and a comparison table (mean ± std over seeds).
+    embeddings, results) and a comparison table (mean ± std over seeds) of every arm
+    with a finished run in <output_dir>/<name>/.
+
+    A run directory that is not empty is refused unless --resume (continue it: its
+    config.yaml is the truth, and a config that changes its meaning is refused before
+    anything trains) or --overwrite (delete it, and say so, then run it again).
     """
+    if resume and overwrite:
+        raise click.UsageError(
+            "--resume and --overwrite exclude each other: --resume continues the runs in "
+            "their run directories, --overwrite deletes them first; choose one"
+        )
     resolved = load_and_resolve(state, experiment, overrides)
     from selfsup.engine.runner import run_experiment
 
@@ -41,6 +65,7 @@ def run_command(
         resolved.config,
         source=experiment,
         resume=resume,
+        overwrite=overwrite,
         pm=state.pm,
         console=state.out,
         progress=not no_progress,

@@ -23,6 +23,7 @@ A routine that needs its own loop uses the same helpers that ``train_epochs`` us
 from __future__ import annotations
 
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,16 +180,37 @@ class RunContext:
     ) -> int:
         """Load ``resume_state`` into model, optimiser, scheduler, scaler and RNGs.
 
+        The encoder's and objective's states are checked against the modules first: a
+        checkpoint of another model fails in one line naming the first parameter that
+        differs (:func:`selfsup.engine.checkpoint.check_fits`).
+
+        The learning-rate schedule keeps the checkpoint's step but follows the plan of
+        the current config: a ``LambdaLR`` restores the settings of its factor (total
+        steps, warmup) from the checkpoint, and these are set back to the ones just
+        built. They differ only when a resume may change them, that is a larger
+        ``train.epochs`` (or a world size that changes the steps per epoch); then the
+        remaining steps get the learning rates of a run planned for the new total from
+        the start (a cosine that had reached its end rises to where the longer cosine
+        is at that step), rather than the old plan's final value (0.0 for a cosine
+        with ``min_lr_ratio: 0``), which would make the added epochs train nothing.
+
         Returns:
             The epoch to start from (0 for a fresh run).
+
+        Raises:
+            CheckpointError: The checkpoint's state does not fit the model.
         """
         if not self.resume_state:
             return 0
         state = self.resume_state
+        for part, module in (("encoder", self.encoder), ("objective", self.objective)):
+            ckpt.check_fits(part, state[part], module.state_dict(), self.checkpoint_path)
         self.encoder.load_state_dict(state["encoder"])
         self.objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
+        planned = _schedule_plan(scheduler)
         scheduler.load_state_dict(state["scheduler"])
+        _replan(scheduler, optimizer, planned)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
@@ -261,3 +283,39 @@ class RunContext:
             return True
         limit = self.train.max_time_s
         return limit is not None and time.perf_counter() - self.started_at >= limit
+
+
+def _schedule_plan(scheduler: Any) -> list[dict[str, Any] | None]:
+    """The settings of a ``LambdaLR``'s factor objects, as built from the config."""
+    lambdas = getattr(scheduler, "lr_lambdas", None) or []
+    return [
+        None
+        if isinstance(fn, types.FunctionType) or not hasattr(fn, "__dict__")
+        else dict(vars(fn))
+        for fn in lambdas
+    ]
+
+
+def _replan(scheduler: Any, optimizer: torch.optim.Optimizer, planned: list[Any]) -> bool:
+    """Put the planned factor settings back after ``load_state_dict``; whether any changed.
+
+    When one did, the optimiser's learning rates are recomputed for the restored step
+    exactly as ``LambdaLR`` computes them (``base_lr * factor(step)``).
+    """
+    lambdas = getattr(scheduler, "lr_lambdas", None) or []
+    changed = False
+    for fn, plan in zip(lambdas, planned, strict=False):
+        if plan is not None and vars(fn) != plan:
+            vars(fn).update(plan)
+            changed = True
+    if changed:
+        step = scheduler.last_epoch
+        groups = optimizer.param_groups
+        for group, base, fn in zip(groups, scheduler.base_lrs, lambdas, strict=False):
+            value = base * fn(step)
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+        scheduler._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
+    return changed

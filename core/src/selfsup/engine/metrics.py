@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["MetricsLog", "read_metrics"]
+__all__ = ["MetricsLog", "read_metrics", "truncate_metrics"]
 
 
 def _plain(value: Any) -> Any:
@@ -80,23 +80,101 @@ class MetricsLog:
         self.close()
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Every record of a metrics log (``[]`` if the file does not exist).
+def truncate_metrics(path: str | Path, epoch: int, step: int) -> int:
+    """Keep only the records up to a checkpoint (before a resumed run appends again).
 
-    Lines torn by a killed run (half-written JSON) are skipped.
+    A run killed after logging epoch ``e + 1`` (or steps past its checkpoint) but
+    before its next checkpoint logs them again when resumed; this drops them first,
+    so that the log holds each epoch and each step once. An epoch record is kept when
+    its ``epoch <= epoch``; a step record when its ``step <= step``; anything else (no
+    such key, a line that is not JSON) is kept verbatim, except a last line torn by
+    the kill. The file is rewritten atomically, and only when something is dropped.
+
+    Args:
+        path: The ``metrics.jsonl`` of the run.
+        epoch: Completed epochs in the checkpoint (0 when training starts afresh).
+        step: Optimiser steps in the checkpoint.
+
+    Returns:
+        How many lines were dropped.
     """
+    from selfsup.engine.checkpoint import write_bytes_atomic
+
     p = Path(path)
     if not p.is_file():
+        return 0
+    raw = p.read_bytes()
+    lines = raw.splitlines(keepends=True)
+    kept: list[bytes] = []
+    for index, line in enumerate(lines):
+        if index == len(lines) - 1 and not line.endswith(b"\n"):
+            continue  # torn by the kill
+        try:
+            record = json.loads(line)
+        except ValueError:
+            kept.append(line)
+            continue
+        if isinstance(record, dict) and _after(record, epoch, step):
+            continue
+        kept.append(line)
+    dropped = len(lines) - len(kept)
+    if dropped:
+        write_bytes_atomic(b"".join(kept), p)
+    return dropped
+
+
+def _after(record: dict[str, Any], epoch: int, step: int) -> bool:
+    """Whether a metrics record was written after a checkpoint at (``epoch``, ``step``)."""
+    for key, limit in (("epoch", epoch), ("step", step)):
+        value = record.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value > limit
+    return False
+
+
+def read_metrics(path: str | Path, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every record of a metrics log (``[]`` if the file does not exist).
+
+    Lines that are not a JSON object (half a line torn by a killed run, garbage, bytes
+    that are not UTF-8) are skipped; blank lines are ignored.
+
+    Args:
+        path: The ``metrics.jsonl`` file.
+        warnings: If given, one message per skipped line is appended to it, naming the
+            file and the line number (``runs/x/metrics.jsonl:17: not JSON (...), skipped``);
+            an unreadable file is one message. ``None`` skips silently.
+
+    Returns:
+        The records of the lines that could be read, in file order.
+    """
+    p = Path(path)
+    note = warnings.append if warnings is not None else (lambda _message: None)
+    if not p.is_file():
         return []
-    lines = p.read_text(encoding="utf-8").splitlines()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        note(f"{p}: cannot be read ({exc.strerror or exc}), skipped")
+        return []
     records = []
-    for line in lines:
-        if not line.strip():
+    lines = raw.splitlines()
+    for number, data in enumerate(lines, start=1):
+        if not data.strip():
+            continue
+        where = f"{p}:{number}"
+        torn = " (the last line: torn by a killed run?)" if number == len(lines) else ""
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError:
+            note(f"{where}: not UTF-8 text{torn}, skipped")
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            note(f"{where}: not JSON ({exc.msg} at column {exc.colno}){torn}, skipped")
             continue
-        if isinstance(record, dict):
-            records.append(record)
+        if not isinstance(record, dict):
+            note(f"{where}: not a JSON object (a {type(record).__name__}), skipped")
+            continue
+        records.append(record)
     return records

@@ -83,12 +83,18 @@ class ExperimentResult:
     Attributes:
         name: The experiment name.
         output_dir: The experiment directory (``<output_dir>/<name>``).
-        runs: One record per (arm, seed), as written to each ``results.json``.
+        runs: One record per (arm, seed), as written to each ``results.json``: those of
+            the command that ran, then the other finished runs of the experiment
+            directory (see :func:`selfsup.engine.resume.earlier_runs`).
+        left_out: Finished runs of the experiment directory not in ``runs`` because
+            they ran an arm of this command with another config: ``{"run_dir", "arm",
+            "seed", "changes"}``.
     """
 
     name: str
     output_dir: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
+    left_out: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -176,6 +182,13 @@ class ExperimentResult:
         for run in self.failed:
             lines.append("")
             lines.append(f"- FAILED: {run['arm']} seed {run['seed']}: {run.get('error', '')}")
+        for item in self.left_out:
+            keys = ", ".join(c["key"] for c in item.get("changes", []))
+            lines.append("")
+            lines.append(
+                f"- LEFT OUT: {item['run_dir']} (arm {item['arm']}, seed {item['seed']}) ran "
+                f"with another config ({keys})"
+            )
         return "\n".join(lines) + "\n"
 
     def table(self) -> Any:
@@ -216,8 +229,8 @@ class ExperimentResult:
             }
             for row in self.summary()
         ]
-        write_json_atomic(
-            {"name": self.name, "arms": rows, "runs": self.runs},
-            self.output_dir / "results.json",
-        )
+        data: dict[str, Any] = {"name": self.name, "arms": rows, "runs": self.runs}
+        if self.left_out:
+            data["left_out"] = self.left_out
+        write_json_atomic(data, self.output_dir / "results.json")
         write_bytes_atomic(self.markdown().encode("utf-8"), self.output_dir / "results.md")

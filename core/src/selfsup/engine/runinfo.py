@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from selfsup.engine.runtime import Runtime
     from selfsup.plugins import PluginManager
 
-__all__ = ["environment_info", "safe_dir_name", "write_config", "write_environment"]
+__all__ = [
+    "config_record",
+    "environment_info",
+    "safe_dir_name",
+    "write_config",
+    "write_environment",
+]
 
 #: Packages whose versions every ``env.json`` records when they are installed.
 KEY_PACKAGES = (
@@ -104,13 +110,23 @@ def write_environment(path: Path, runtime: Runtime, pm: PluginManager | None) ->
     write_json_atomic(environment_info(runtime, pm), path)
 
 
-def write_config(path: Path, arm: ArmConfig, seed: int, experiment: str, source: str) -> None:
-    """Write the resolved arm (plus seed, experiment name and source) as plain YAML."""
+def config_record(arm: ArmConfig, seed: int, experiment: str, source: str) -> dict[str, Any]:
+    """What ``config.yaml`` holds for a run, as plain data (as if read back from the file)."""
     data = {
         "experiment": experiment,
         "source": source,
         "seed": seed,
         **arm.model_dump(mode="json"),
     }
+    return yaml.safe_load(yaml.safe_dump(data, sort_keys=False))  # tuples -> lists, as stored
+
+
+def write_config(path: Path, arm: ArmConfig, seed: int, experiment: str, source: str) -> None:
+    """Write the resolved arm (plus seed, experiment name and source) as plain YAML.
+
+    Written once, when a run starts: a resumed run never rewrites it (see
+    :mod:`selfsup.engine.resume`).
+    """
+    data = config_record(arm, seed, experiment, source)
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     write_bytes_atomic(text.encode("utf-8"), path)

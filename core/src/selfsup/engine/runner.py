@@ -15,16 +15,26 @@ with the arm's routine, evaluates, and writes the run directory
     results.json       {arm, seed, metrics, artefacts, train_time_s, eval_time_s, epochs,
                         steps, items_per_s, status}; artefacts: [{evaluator, path, kind,
                         caption}], paths relative to the run directory
+    notices.jsonl      what a later start did to the run: resumed (with the allowed
+                       changes, see :mod:`selfsup.engine.resume`), temp files removed
 
 The experiment directory gets ``results.json`` and ``results.md`` (mean ± std over
-seeds per arm). Under ``torchrun`` every rank trains; evaluators run on rank 0 only
-unless their spec says ``ranks="all"``; rank 0 writes.
+seeds per arm), merged over every arm with a finished run there (not only the arms
+of this command), and its own ``notices.jsonl``. Under ``torchrun`` every rank trains;
+evaluators run on rank 0 only unless their spec says ``ranks="all"``; rank 0 writes.
+
+A start cleans up after an interrupted one: temporary files of atomic writes are
+removed (a ``SIGKILL`` during a checkpoint write leaves a full-size one), ``--resume``
+drops the ``metrics.jsonl`` records written after the checkpoint it continues from,
+and a ``report.html`` made before results changed is removed (``selfsup report``
+makes a new one). ``config.yaml`` and ``env.json`` are written once, when a run
+starts, and never rewritten.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import time
 import traceback
 from collections.abc import Mapping
@@ -43,11 +53,22 @@ from torch.utils.data import Subset
 
 from selfsup.components import build_component
 from selfsup.config import ArmConfig, ComponentRef, ExperimentConfig, baseline_of, expand_arms
-from selfsup.engine.checkpoint import load_checkpoint, write_bytes_atomic
+from selfsup.engine.checkpoint import check_fits, load_checkpoint, write_bytes_atomic
 from selfsup.engine.context import RunContext
 from selfsup.engine.metrics import read_metrics
 from selfsup.engine.results import ExperimentFailedError, ExperimentResult, write_json_atomic
-from selfsup.engine.runinfo import safe_dir_name, write_config, write_environment
+from selfsup.engine.resume import (
+    ResumeCheck,
+    check_resume,
+    merge_earlier,
+    notice,
+    read_finished,
+    record_resume,
+    refuse_changed,
+    remove_stale_reports,
+    tidy_experiment_dir,
+)
+from selfsup.engine.runinfo import config_record, safe_dir_name, write_config, write_environment
 from selfsup.engine.runtime import Runtime
 from selfsup.engine.seeding import seed_everything
 from selfsup.interfaces import DataSplits, EvalContext, Transform
@@ -108,23 +129,12 @@ def _dirnames(arms: list[ArmConfig]) -> list[str]:
     return names
 
 
-def _finished(run_dir: Path) -> dict[str, Any] | None:
-    """The ``results.json`` of a run that finished successfully, else ``None``."""
-    path = run_dir / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("status") == "ok" else None
-
-
 def run_experiment(
     cfg: ExperimentConfig,
     *,
     source: str = "<config>",
     resume: bool = False,
+    overwrite: bool = False,
     pm: PluginManager | None = None,
     console: Console | None = None,
     progress: bool = True,
@@ -134,7 +144,11 @@ def run_experiment(
     Args:
         cfg: The validated experiment.
         source: Where the config came from (shown in messages, recorded in config.yaml).
-        resume: Skip finished runs and continue partial ones from their checkpoint.
+        resume: Skip finished runs and continue partial ones from their checkpoint;
+            each run's ``config.yaml`` must match (a larger ``train.epochs`` continues
+            finished runs; see :mod:`selfsup.engine.resume`).
+        overwrite: Delete the run directories of the (arm, seed) pairs about to run
+            (and only those), then run them afresh; other arms' runs are kept.
         pm: The plugin manager (the process-wide one by default).
         console: Where progress and tables go (a new rich console by default).
         progress: Show progress bars (rank 0 only).
@@ -144,11 +158,21 @@ def run_experiment(
 
     Raises:
         UnknownIdError: An id that no loaded plugin registered (before anything runs).
-        RunDirExistsError: A run directory is not empty and ``resume`` is false.
-        CheckpointError: A checkpoint to resume from cannot be read.
+        RunDirExistsError: A run directory is not empty and neither ``resume`` nor
+            ``overwrite`` is asked for.
+        ResumeConfigError: ``resume`` with a config that differs from a run's
+            ``config.yaml`` in a key that changes its meaning (before anything runs).
+        CheckpointError: A checkpoint to resume from cannot be read, or was written by
+            another model.
+        ValueError: Both ``resume`` and ``overwrite``.
         ExperimentFailedError: One or more runs failed (after every other run finished
             and the summary was written); chained to the first failure.
     """
+    if resume and overwrite:
+        raise ValueError(
+            "resume and overwrite exclude each other: --resume continues the runs in their "
+            "run directories, --overwrite deletes them first; choose one"
+        )
     pm = pm or get_plugin_manager()
     console = console or Console()
     arms = expand_arms(cfg, source=source)
@@ -158,7 +182,7 @@ def run_experiment(
         plan.baseline = baselines.get(plan.arm.name)
     had_group = dist.is_available() and dist.is_initialized()
     try:
-        result, errors = _run_all(cfg, plans, pm, console, source, resume, progress)
+        result, errors = _run_all(cfg, plans, pm, console, source, resume, overwrite, progress)
         if not errors and not had_group and dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank is done before the group goes away
     finally:
@@ -181,40 +205,70 @@ def _run_all(
     console: Console,
     source: str,
     resume: bool,
+    overwrite: bool,
     progress: bool,
 ) -> tuple[ExperimentResult, list[BaseException]]:
     """Every (arm, seed) in order; returns the result and the failures' exceptions."""
     runtimes = {
         p.arm.name: Runtime.from_env(p.arm.train.device, p.arm.train.precision) for p in plans
     }
-    main = next(iter(runtimes.values())).is_main
+    first = next(iter(runtimes.values()))
+    main = first.is_main
     exp_dir = Path(cfg.output_dir) / cfg.name
-    if not resume:
+    pairs = [(plan, seed) for plan in plans for seed in cfg.seeds]
+    run_dirs = {(p.dirname, s): exp_dir / p.dirname / f"seed-{s}" for p, s in pairs}
+    checks: dict[Path, ResumeCheck] = {}
+    if resume:  # every run directory is checked before anything trains
+        for plan, seed in pairs:
+            run_dir = run_dirs[(plan.dirname, seed)]
+            record = config_record(plan.arm, seed, cfg.name, source)
+            checks[run_dir] = check_resume(run_dir, record)
+        refuse_changed(checks.values())
+    elif not overwrite:
         _refuse_existing(exp_dir, plans, cfg.seeds)
-    next(iter(runtimes.values())).barrier()
+    first.barrier()
     say = console.print if main else (lambda *a, **k: None)
     say(f"[bold]{cfg.name}[/bold]: {len(plans)} arm(s) x {len(cfg.seeds)} seed(s) -> {exp_dir}")
+    if main:
+        tidy_experiment_dir(exp_dir, list(run_dirs.values()) if overwrite else [], console)
+    first.barrier()
     cache: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
+    ran: list[Path] = []
     errors: list[BaseException] = []
-    for plan in plans:
-        for seed in cfg.seeds:
-            run_dir = exp_dir / plan.dirname / f"seed-{seed}"
-            done = _finished(run_dir) if resume else None
-            if done is not None:
-                say(f"[dim]{plan.arm.name} seed {seed}: finished earlier, skipped[/dim]")
-                runs.append(done)
-                continue
-            record, exc = _run_one(
-                plan, seed, run_dir, runtimes[plan.arm.name], pm, cache, console,
-                cfg.name, source, resume, progress,
-            )  # fmt: skip
-            runs.append(record)
-            if exc is not None:
-                errors.append(exc)
+    for plan, seed in pairs:
+        run_dir = run_dirs[(plan.dirname, seed)]
+        check = checks.get(run_dir)
+        done = read_finished(run_dir) if resume else None
+        continuing = done is not None and check is not None and check.grown
+        if done is not None and not (continuing and plan.arm.pretrains):
+            say(f"[dim]{plan.arm.name} seed {seed}: finished earlier, skipped[/dim]")
+            runs.append(done)
+            continue
+        record, exc = _run_one(
+            plan, seed, run_dir, runtimes[plan.arm.name], pm, cache, console,
+            cfg.name, source, resume, check, continuing, progress,
+        )  # fmt: skip
+        runs.append(record)
+        ran.append(run_dir)
+        if exc is not None:
+            errors.append(exc)
     result = ExperimentResult(name=cfg.name, output_dir=exp_dir, runs=runs)
+    expected = {
+        plan.dirname: functools.partial(config_record, plan.arm, experiment=cfg.name, source=source)
+        for plan in plans
+    }
     if main:
+        merge_earlier(result, expected, set(run_dirs.values()), console)
         result.write()
+        if ran:
+            for report in remove_stale_reports([exp_dir, *ran]):
+                notice(
+                    console, exp_dir, "stale-report",
+                    f"removed the stale {report} (made before these results); make a new "
+                    f"one with: selfsup report {exp_dir}",
+                    path=str(report),
+                )  # fmt: skip
         console.print(result.table())
     return result, errors
 
@@ -226,7 +280,8 @@ def _refuse_existing(exp_dir: Path, plans: list[_Plan], seeds: list[int]) -> Non
             if run_dir.is_dir() and any(run_dir.iterdir()):
                 raise RunDirExistsError(
                     f"{run_dir} exists and is not empty; pass --resume to continue it "
-                    f"(finished runs are skipped), or --set output_dir=... to start afresh"
+                    f"(finished runs are skipped), --overwrite to delete it and run it "
+                    f"again, or --set output_dir=... to start afresh"
                 )
 
 
@@ -288,14 +343,24 @@ def _run_one(
     experiment: str,
     source: str,
     resume: bool,
+    check: ResumeCheck | None,
+    continuing: bool,
     progress: bool,
 ) -> tuple[dict[str, Any], BaseException | None]:
-    """Build, train, evaluate and record one (arm, seed)."""
+    """Build, train, evaluate and record one (arm, seed).
+
+    ``continuing``: a finished run resumed with a larger ``train.epochs`` (its
+    checkpoint must be there).
+    """
     arm, specs = plan.arm, plan.specs
+    config_path = run_dir / "config.yaml"
+    had_config = config_path.is_file()
     if rt.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir / "config.yaml", arm, seed, experiment, source)
-        write_environment(run_dir / "env.json", rt, pm)
+        if not had_config:  # written once: a resumed run keeps what it started with
+            write_config(config_path, arm, seed, experiment, source)
+        if not (run_dir / "env.json").is_file():
+            write_environment(run_dir / "env.json", rt, pm)
         console.print(f"[bold cyan]{arm.name}[/bold cyan] seed {seed} on {rt.device}")
     if arm.train.threads is not None:
         torch.set_num_threads(arm.train.threads)
@@ -310,7 +375,12 @@ def _run_one(
     if isinstance(views, nn.Module):
         views = views.to(rt.device)
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    resume_state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    resume_state = None
+    if resume and (ckpt_path.is_file() or continuing):
+        resume_state = load_checkpoint(ckpt_path)
+        check_fits("encoder", resume_state["encoder"], encoder.state_dict(), ckpt_path)
+    if resume and rt.is_main:
+        record_resume(run_dir, arm, seed, check, resume_state, had_config, console)
     emit = pm.emit if rt.is_main else (lambda event, **kw: None)
     emit(
         "run_started",
@@ -387,7 +457,8 @@ def _evaluate(
     written. Repeated metric names get the evaluator's name as a prefix. Each
     evaluator's artefacts are appended to ``record["artefacts"]`` as
     ``{"evaluator", "path", "kind", "caption"}`` (``path`` relative to ``run_dir``) as
-    soon as it returns, so those of earlier evaluators survive a later failure.
+    soon as it returns, so those of earlier evaluators survive a later failure; the
+    facts it recorded (``ctx.record``) go to ``record["facts"][name]``.
 
     Under ``torchrun`` the ranks meet after every evaluator (see :func:`_meet`): the
     others wait while rank 0 evaluates alone, an evaluator on every rank starts on
@@ -415,6 +486,8 @@ def _evaluate(
                     error = exc
                 finally:
                     artefacts.extend({"evaluator": spec.id, **a} for a in ctx.artefacts)
+                    if ctx.facts:
+                        record.setdefault("facts", {})[name] = ctx.facts
             if group is not None and _meet(group, error is not None) and error is None:
                 error = RuntimeError(
                     f"evaluator {spec.id!r} failed on another rank of this torchrun job, "

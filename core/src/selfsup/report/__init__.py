@@ -11,6 +11,10 @@
 
 It writes PNGs and a self-contained ``report.html`` (images embedded), atomically.
 Plotting needs matplotlib, the ``selfsup[report]`` extra.
+
+A damaged file never stops the report: each line of ``metrics.jsonl`` and each
+``results.json`` or ``embeddings.npz`` that cannot be read is skipped with a warning
+naming it (returned to the caller and listed on the page), and the rest is written.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ __all__ = [
 
 
 def build_report(
-    root: str | Path, out_dir: str | Path | None = None, projection: str = "pca"
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    projection: str = "pca",
+    warnings: list[str] | None = None,
 ) -> Path:
     """Write the plots and ``report.html`` for an experiment or run directory.
 
@@ -42,6 +49,8 @@ def build_report(
         root: ``runs/<experiment>`` or one run directory.
         out_dir: Where to write (``root`` by default).
         projection: ``"pca"`` or ``"tsne"``.
+        warnings: If given, one message per skipped line or file is appended to it
+            (the page lists them too, in its "Skipped" section).
 
     Returns:
         The path of ``report.html``.
@@ -54,20 +63,23 @@ def build_report(
         raise ValueError(f"projection must be 'pca' or 'tsne', got {projection!r}")
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root
-    runs = discover_runs(root)
+    skipped: list[str] = []
+    runs = discover_runs(root, skipped)
     require_matplotlib()  # fail early and clearly when matplotlib is missing
     images = [
         p
         for p in (
             plot_curves(runs, out, "step"),
             plot_curves(runs, out, "epoch"),
-            plot_embeddings(runs, out, projection),
+            plot_embeddings(runs, out, projection, skipped),
         )
         if p is not None
     ]
     names, rows = summarise(runs)
     embedded = {p.name: base64.b64encode(p.read_bytes()).decode("ascii") for p in images}
-    html = render_html(root.name or str(root), runs, names, rows, embedded, out)
+    html = render_html(root.name or str(root), runs, names, rows, embedded, out, skipped)
+    if warnings is not None:
+        warnings.extend(skipped)
     target = out / "report.html"
     write_atomic(target, html.encode("utf-8"))
     return target

@@ -105,6 +105,7 @@ def render_html(
     rows: list[dict[str, Any]],
     images: dict[str, str],
     out_dir: Path | None = None,
+    skipped: list[str] | None = None,
 ) -> str:
     """The report page.
 
@@ -116,6 +117,8 @@ def render_html(
         images: File name -> base64 PNG, embedded as data URIs.
         out_dir: Where the page is written; artefact links are relative to it
             (the current directory when ``None``).
+        skipped: Warnings about the lines and files that could not be read, listed
+            in a "Skipped" section at the top.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -124,11 +127,17 @@ def render_html(
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>selfsup report: {html.escape(title)}</h1>",
         f'<p class="dim">{len(runs)} run(s); mean ± std over seeds per arm.</p>',
-        "<h2>Results</h2>",
     ]
+    if skipped:
+        items = "".join(f"<li><code>{html.escape(w)}</code></li>" for w in skipped)
+        parts.append(f"<h2>Skipped</h2><p>{len(skipped)} line(s) or file(s) could not be read:</p>")
+        parts.append(f"<ul>{items}</ul>")
+    parts.append("<h2>Results</h2>")
     if names:
         table_rows = [[r["arm"], r["seeds"], *(r.get(n, "") for n in names)] for r in rows]
         parts.append(_table(["arm", "seeds", *names], table_rows))
+    elif skipped:
+        parts.append("<p>No readable results.json with metrics (see Skipped above).</p>")
     else:
         parts.append("<p>No results.json with metrics yet (unfinished runs?).</p>")
     for name, data in images.items():

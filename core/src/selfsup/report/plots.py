@@ -97,19 +97,55 @@ def plot_curves(runs: list[RunRecord], out_dir: Path, kind: str) -> Path | None:
         plt.close(fig)
 
 
-def _load_embeddings(path: Path) -> tuple[Any, Any]:
+def _read_npz(path: Path) -> dict[str, Any]:
+    """The arrays of an ``.npz``, never unpickling (object arrays are refused).
+
+    Raises:
+        ValueError: What is wrong with the file, in selfsup's words (numpy's own advice
+            to load a pickle "unsafely" is the wrong advice for a damaged run file).
+    """
+    import zipfile
+    import zlib
+
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ValueError("not a readable .npz (not a zip archive)")
+    arrays: dict[str, Any] = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                try:
+                    arrays[key] = data[key]
+                except ValueError as exc:
+                    if "pickle" not in str(exc).lower() and "object" not in str(exc).lower():
+                        raise
+                    raise ValueError(
+                        f"array {key!r} holds Python objects (dtype=object), which are never "
+                        "unpickled"
+                    ) from None
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"not a readable .npz (truncated or damaged: {exc})") from None
+    return arrays
+
+
+def _load_embeddings(path: Path) -> tuple[Any, Any]:
+    """``(features [N, D], labels [N] or None)`` from a run's ``embeddings.npz``.
+
+    Raises:
+        ValueError: The file cannot be read or holds no 2-D array (says why).
+    """
+    arrays = _read_npz(path)
     feats = next(
         (arrays[k] for k in ("test", "embeddings", "features", "x", "z") if k in arrays), None
     )
     if feats is None:
         feats = next((a for a in arrays.values() if a.ndim == 2), None)
     labels = next((arrays[k] for k in ("labels", "y", "test_labels") if k in arrays), None)
-    if feats is None:
-        raise ValueError(f"{path}: no 2-D embedding array (keys: {', '.join(arrays)})")
+    if feats is None or feats.ndim != 2 or not len(feats):
+        raise ValueError(f"no non-empty 2-D embedding array (keys: {', '.join(arrays) or 'none'})")
     if labels is not None and (labels.ndim != 1 or len(labels) != len(feats)):
         labels = None  # not one class per item (a label map, a multi-label vector)
     return feats, labels
@@ -140,14 +176,34 @@ def project_2d(feats: Any, method: str = "pca", seed: int = 0) -> Any:
     return (t @ v[:, :2]).numpy()
 
 
-def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -> Path | None:
-    """A panel per arm (its first seed with embeddings), points coloured by label."""
+def plot_embeddings(
+    runs: list[RunRecord], out_dir: Path, method: str = "pca", warnings: list[str] | None = None
+) -> Path | None:
+    """A panel per arm (its first seed with readable embeddings), points coloured by label.
+
+    Args:
+        runs: The runs of the report.
+        out_dir: Where the PNG is written.
+        method: ``"pca"`` or ``"tsne"``.
+        warnings: If given, one message per ``embeddings.npz`` that cannot be read (it is
+            skipped; the arm's next seed is used if it has one).
+    """
     import numpy as np
 
-    chosen: dict[str, RunRecord] = {}
+    chosen: dict[str, tuple[RunRecord, Any, Any]] = {}
     for run in runs:
-        if run.embeddings is not None and run.arm not in chosen:
-            chosen[run.arm] = run
+        if run.embeddings is None or run.arm in chosen:
+            continue
+        try:
+            feats, labels = _load_embeddings(run.embeddings)
+        except (OSError, ValueError) as exc:
+            if warnings is not None:
+                warnings.append(
+                    f"{run.embeddings}: {exc}; left out of the embedding plot (re-run the "
+                    "run to rewrite it, or delete the file)"
+                )
+            continue
+        chosen[run.arm] = (run, feats, labels)
     if not chosen:
         return None
     plt = require_matplotlib()
@@ -158,8 +214,7 @@ def plot_embeddings(runs: list[RunRecord], out_dir: Path, method: str = "pca") -
     )
     rng = np.random.default_rng(0)
     labelled = 0
-    for ax, (arm, run) in zip(axes.flat, chosen.items(), strict=False):
-        feats, labels = _load_embeddings(run.embeddings)  # type: ignore[arg-type]
+    for ax, (arm, (run, feats, labels)) in zip(axes.flat, chosen.items(), strict=False):
         index = np.arange(len(feats))
         if len(index) > MAX_POINTS:
             index = np.sort(rng.choice(index, MAX_POINTS, replace=False))

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from selfsup.engine.metrics import read_metrics
 
 __all__ = ["RunRecord", "discover_runs", "summarise", "to_float", "write_atomic"]
 
@@ -68,18 +71,58 @@ def to_float(value: Any) -> float | None:
         return None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
+_RESULTS_FIX = "re-run that run to rewrite it (selfsup run EXP.yaml --resume)"
+
+
+def _load_json(path: Path, warnings: list[str]) -> Any:
+    """The JSON value of ``path`` (``None`` with a warning if it cannot be read)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        warnings.append(f"{path}: cannot be read ({exc.strerror or exc}), skipped")
+        return None
+    except UnicodeDecodeError:
+        warnings.append(f"{path}: not valid JSON (not UTF-8 text), skipped")
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        warnings.append(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}), skipped"
+        )
+        return None
+
+
+def _read_results(path: Path, warnings: list[str]) -> dict[str, Any]:
+    """A run's ``results.json`` as a dict (``{}`` with a warning when damaged).
+
+    A run whose file cannot be read still appears in the report (curves, embeddings,
+    a row without metrics); the warning says its metrics are left out.
+    """
     if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a killed run may leave half a line
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+        return {}
+    problems: list[str] = []
+    data = _load_json(path, problems)
+    if problems:
+        warnings.append(
+            problems[0].removesuffix(", skipped")
+            + f"; its metrics are left out of the results table; {_RESULTS_FIX}"
+        )
+        return {}
+    if not isinstance(data, dict):
+        warnings.append(
+            f"{path}: not a JSON object (a {type(data).__name__}); its metrics are left out of "
+            f"the results table; {_RESULTS_FIX}"
+        )
+        return {}
+    if "metrics" in data and not isinstance(data["metrics"], dict):
+        warnings.append(
+            f"{path}: 'metrics' is not a mapping of name to value (a "
+            f"{type(data['metrics']).__name__}); its metrics are left out of the results "
+            f"table; {_RESULTS_FIX}"
+        )
+        data = {k: v for k, v in data.items() if k != "metrics"}
+    return data
 
 
 def _seed_of(path: Path, results: dict[str, Any]) -> int | None:
@@ -89,25 +132,48 @@ def _seed_of(path: Path, results: dict[str, Any]) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _is_run_dir(path: Path) -> bool:
+_SEED_DIR = re.compile(r"seed-?\d+")
+
+
+def _is_run_dir(path: Path, warnings: list[str]) -> bool:
+    """Whether ``path`` is a run directory (a damaged ``results.json`` is warned about).
+
+    A directory with a ``results.json`` and nothing else is a run if the file names a
+    seed, or (when the file cannot be read) if the directory is named ``seed-<n>``;
+    otherwise it is an experiment directory, whose own results the report rebuilds
+    from the runs.
+    """
     if (path / "metrics.jsonl").is_file() or (path / "embeddings.npz").is_file():
         return True
     results = path / "results.json"
     if not results.is_file():
         return False
-    try:
-        data = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    if _SEED_DIR.fullmatch(path.name):
+        return True
+    problems: list[str] = []
+    data = _load_json(results, problems)
+    if problems:
+        warnings.append(
+            problems[0].removesuffix(", skipped")
+            + ", skipped (the report is built from the run directories' own files)"
+        )
         return False
     return isinstance(data, dict) and "seed" in data
 
 
-def discover_runs(root: str | Path) -> list[RunRecord]:
+def discover_runs(root: str | Path, warnings: list[str] | None = None) -> list[RunRecord]:
     """Every run directory at or below ``root`` (up to three levels), sorted.
+
+    Args:
+        root: An experiment directory or one run directory.
+        warnings: If given, one message is appended per line or file that could not be
+            read and was skipped (a ``metrics.jsonl`` line, a ``results.json``), naming
+            it; what could be read is still returned.
 
     Raises:
         FileNotFoundError: ``root`` does not exist or holds no run.
     """
+    notes: list[str] = [] if warnings is None else warnings
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory (expected runs/<experiment>)")
@@ -116,16 +182,13 @@ def discover_runs(root: str | Path) -> list[RunRecord]:
     candidates += [p for p in root.glob("*/*/*") if p.is_dir()]
     runs = []
     for path in sorted(set(candidates)):
-        if not _is_run_dir(path):
+        if not _is_run_dir(path, notes):
             continue
-        try:
-            results = json.loads((path / "results.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            results = {}
-        results = results if isinstance(results, dict) else {}
+        results = _read_results(path / "results.json", notes)
         seed = _seed_of(path, results)
         arm = results.get("arm") or (path.parent.name if seed is not None else path.name)
-        runs.append(RunRecord(path, str(arm), seed, results, _read_jsonl(path / "metrics.jsonl")))
+        metrics = read_metrics(path / "metrics.jsonl", notes)
+        runs.append(RunRecord(path, str(arm), seed, results, metrics))
     if not runs:
         raise FileNotFoundError(
             f"{root}: no run found (a run directory holds {', '.join(_RUN_FILES)}); "

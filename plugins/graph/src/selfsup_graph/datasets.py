@@ -10,19 +10,20 @@ Every dataset returns a :class:`~selfsup_graph.splits.GraphSplits`. Common param
   never see the held-out edges. ``split_seed`` fixes which edges (and random node
   splits) are chosen, independently of the run's seed.
 
-Read-only roots (such as the shared data folder) are mirrored into a writable cache
-(``cache_dir``, default ``$SELFSUP_CACHE`` or ``~/.cache/selfsup``) before PyG writes
-its ``processed/`` folder: small files are copied, large ones linked.
+No file a user points at can run code. Planetoid's raw files are Python pickles: they
+are read by :mod:`selfsup_graph.planetoid_io` through :func:`selfsup.safe_pickle.safe_load`
+(numpy, scipy sparse and builtin containers only), never by PyG's ``pickle.load``, and
+parsed on every load (Cora in ~0.2 s), so there is no Planetoid cache to go stale.
+
+The other ``graph:pyg`` classes read ``.npz`` (numpy, pickles not allowed), ``.npy``,
+text and JSON raw files. PyG's ``processed/`` folder lives only in selfsup's cache,
+keyed by the sha256 of the raw files and the parameters, and is loaded weights-only
+(:mod:`selfsup_graph.pyg_cache`); the dataset's root is never written.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,14 +32,15 @@ from pydantic import Field, PositiveInt
 from torch import Tensor
 from torch_geometric.data import Data
 
+from selfsup_graph.planetoid_io import SUFFIXES as PLANETOID_SUFFIXES
+from selfsup_graph.planetoid_io import read_planetoid
+from selfsup_graph.pyg_cache import pyg_cached
 from selfsup_graph.splits import GraphSplits
 from selfsup_graph.views import Rate
 
 __all__ = ["PYG_DATASETS", "karate", "planetoid", "pyg_dataset"]
 
 PLANETOID_NAMES = ("Cora", "CiteSeer", "PubMed")
-PLANETOID_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
-_LINK_THRESHOLD = 256 * 2**20  # files above this size are symlinked, not copied
 
 #: Dataset classes of ``torch_geometric.datasets`` that ``graph:pyg`` may load, with
 #: the ``name`` values each accepts (``()``: the class takes no name).
@@ -53,53 +55,6 @@ PYG_DATASETS: dict[str, tuple[str, ...]] = {
     "Flickr": (),
     "Reddit": (),
 }
-
-
-def _cache_root(cache_dir: str | None) -> Path:
-    base = cache_dir or os.environ.get("SELFSUP_CACHE") or Path.home() / ".cache" / "selfsup"
-    return Path(base).expanduser() / "graph"
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Serialise dataset preparation in ``folder`` across processes (DDP ranks, runs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _mirror(src: Path, dst: Path) -> None:
-    """Copy (or link, when large) every file under ``src`` to ``dst``, skipping processed/."""
-    for path in src.rglob("*"):
-        rel = path.relative_to(src)
-        if "processed" in rel.parts or not path.is_file():
-            continue
-        target = dst / rel
-        if target.exists() and target.stat().st_size == path.stat().st_size:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        if path.stat().st_size > _LINK_THRESHOLD:
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(path.resolve())
-        else:
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
-
-
-def _writable(root: Path, cache_dir: str | None, tag: str) -> Path:
-    """``root`` itself if PyG may write there, else a mirror of it in the cache."""
-    if os.access(root, os.W_OK) and not cache_dir:
-        return root
-    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
-    work = _cache_root(cache_dir) / f"{tag}-{digest}"
-    with _locked(work):
-        _mirror(root, work)
-    return work
 
 
 def _resolve_root(owner: str, root: str | None, default: str) -> Path:
@@ -201,28 +156,6 @@ def build_splits(
 # --------------------------------------------------------------------------- datasets
 
 
-def _local_class(cls: type, original: Path, work: Path) -> type:
-    """A subclass of a PyG dataset whose ``download`` explains what is missing instead."""
-
-    def download(self: Any) -> None:
-        raw = Path(self.raw_dir)
-        try:
-            shown = original / raw.relative_to(work)
-        except ValueError:
-            shown = raw
-        files = self.raw_file_names
-        files = [files] if isinstance(files, str) else list(files)
-        missing = [f for f in files if not (raw / f).exists()]
-        raise FileNotFoundError(
-            f"{cls.__name__}: raw files missing in {shown}: {', '.join(missing)} "
-            f"(expected {len(files)} files: {', '.join(files)}). selfsup never downloads: "
-            "put the files there (from the dataset's source) or point data.params.root "
-            "at the folder that holds them"
-        )
-
-    return type(f"Local{cls.__name__}", (cls,), {"download": download})
-
-
 def planetoid(
     name: str = "Cora",
     root: str | None = None,
@@ -238,10 +171,16 @@ def planetoid(
     ``root`` is the folder holding ``<name>/raw/ind.<name>.*`` (the 8 planetoid files:
     x, tx, allx, y, ty, ally, graph, test.index), e.g. ``../shared/data/planetoid``;
     it may also point at ``<name>/`` or at the ``raw/`` folder itself. The files are
-    copied into the cache (``cache_dir``), where PyG writes ``processed/``.
+    read in place on every load, through a restricted unpickler
+    (:mod:`selfsup_graph.planetoid_io`), giving the tensors PyG's ``Planetoid`` gives;
+    nothing is written, so ``cache_dir`` is not used (it is accepted for configs
+    written for earlier versions, which cached PyG's ``processed/`` folder).
 
     Raises:
         FileNotFoundError: A file is missing; the message lists the expected files.
+        UnsafePickleError: A file names a global that data never holds (it may be
+            malicious); it was refused, not run.
+        CorruptFileError: A file is truncated, garbage, or from another dataset.
     """
     owner = "graph:planetoid"
     canon = {n.lower(): n for n in PLANETOID_NAMES}
@@ -260,19 +199,13 @@ def planetoid(
             f"the 8 planetoid files {', '.join(files)} in {base / name / 'raw'} (root="
             f"{str(root)!r}); selfsup never downloads: copy them there or fix data.params.root"
         )
-    digest = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:10]
-    work = _cache_root(cache_dir) / f"planetoid-{digest}"
-    from torch_geometric.datasets import Planetoid
-
-    with _locked(work):
-        _mirror(raw, work / name / "raw")
-        dataset = _local_class(Planetoid, raw.parent.parent, work)(str(work), name)
-    graph = dataset[0]
+    del cache_dir  # accepted for older configs: nothing is cached (see above)
+    graph, num_classes = read_planetoid(raw, name.lower())
     nodes = {s: graph[f"{s}_mask"].nonzero().view(-1) for s in ("train", "val", "test")}
     return build_splits(
         graph,
         nodes,
-        int(dataset.num_classes),
+        num_classes,
         f"planetoid/{name}",
         normalize_features,
         holdout_edges,
@@ -322,9 +255,15 @@ def pyg_dataset(
     own split masks are used when it has them (the first of several); otherwise nodes
     are split at random into ``train_fraction`` / ``val_fraction`` / the rest.
 
+    PyG's ``processed/`` folder is kept in ``cache_dir`` only, keyed by the content of
+    the raw files (:mod:`selfsup_graph.pyg_cache`); ``Planetoid`` is read by
+    :func:`planetoid` (no pickle is ever loaded from a user's folder).
+
     Raises:
         ValueError: The class or name is not allowed.
         FileNotFoundError: The root or its raw files are missing (listed).
+        CorruptFileError: PyG could not read the raw files (the message names them and
+            the cache folder).
     """
     owner = "graph:pyg"
     if dataset not in PYG_DATASETS:
@@ -355,11 +294,7 @@ def pyg_dataset(
         )
     import torch_geometric.datasets as pyg_datasets
 
-    cls = getattr(pyg_datasets, dataset)
-    work = _writable(base, cache_dir, dataset.lower())
-    local = _local_class(cls, base, work)
-    with _locked(work):
-        ds = local(str(work), name) if names else local(str(work))
+    ds = pyg_cached(getattr(pyg_datasets, dataset), base, name if names else None, cache_dir)
     graph = ds[0]
     masks = {s: _mask_nodes(getattr(graph, f"{s}_mask", None)) for s in ("train", "val", "test")}
     if masks["train"] is not None and masks["test"] is not None:

@@ -12,6 +12,7 @@ import functools
 import gzip
 import os
 import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -149,35 +150,81 @@ def digits(
     )  # fmt: skip
 
 
+#: The fix named by every error about a damaged Fashion-MNIST file.
+FASHION_MNIST_FIX = (
+    "reinstall the files ('apt-get install --reinstall dataset-fashion-mnist') or copy "
+    "them again from the Fashion-MNIST release, then point data.params.root at them"
+)
+
+
 def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """A gzip-compressed idx file (magic 2051: images ``[N, H, W]``; 2049: labels ``[N]``).
+
+    Raises:
+        ValueError: The file is not gzip, is truncated, or its header does not match its
+            size (names the file and the fix).
+    """
     try:
         with gzip.open(path, "rb") as fh:
             data = fh.read()
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read this gzip-compressed idx file: {exc}") from exc
-    if len(data) < 8:
-        raise ValueError(f"{path}: file too short for an idx header")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(
+            f"{path}: cannot read this gzip-compressed idx file, it is truncated or corrupt "
+            f"({exc}); {FASHION_MNIST_FIX}"
+        ) from exc
+    header = 16 if magic == 2051 else 8
+    if len(data) < header:
+        raise ValueError(
+            f"{path}: {len(data)} bytes, too short for an idx header ({header} bytes), the "
+            f"file is truncated or corrupt; {FASHION_MNIST_FIX}"
+        )
     got, count = struct.unpack(">II", data[:8])
     if got != magic:
-        raise ValueError(f"{path}: not an idx file of this kind (magic {got}, expected {magic})")
+        raise ValueError(
+            f"{path}: not an idx file of this kind (magic {got}, expected {magic}); "
+            f"{FASHION_MNIST_FIX}"
+        )
     dims = [count]
     if magic == 2051:
         dims += list(struct.unpack(">II", data[8:16]))
-    offset = 8 + 4 * (len(dims) - 1)
-    arr = np.frombuffer(data, dtype=np.uint8, offset=offset)
+    arr = np.frombuffer(data, dtype=np.uint8, offset=header)
     if arr.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: expected {int(np.prod(dims))} values, found {arr.size}")
+        raise ValueError(
+            f"{path}: the header promises {dims} (expected {int(np.prod(dims))} values, found "
+            f"{arr.size}), the file is truncated or corrupt; {FASHION_MNIST_FIX}"
+        )
     return arr.reshape(dims)
+
+
+def _check_fashion(root: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Images and labels of each split agree in count; labels are 0-9."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        label_file = root / FASHION_MNIST_FILES[f"{split}_labels"]
+        if len(images) != len(labels):
+            image_file = FASHION_MNIST_FILES[f"{split}_images"]
+            raise ValueError(
+                f"{label_file}: {len(labels)} labels but {image_file} holds {len(images)} "
+                f"images; the files do not belong together; {FASHION_MNIST_FIX}"
+            )
+        bad = np.flatnonzero(labels >= len(FASHION_MNIST_CLASSES))
+        if bad.size:
+            raise ValueError(
+                f"{label_file}: label {int(labels[bad[0]])} at index {int(bad[0])} (and "
+                f"{bad.size - 1} more) is not a Fashion-MNIST class (0-9); {FASHION_MNIST_FIX}"
+            )
 
 
 @functools.lru_cache(maxsize=2)
 def _fashion_arrays(folder: str) -> dict[str, np.ndarray]:
     """The four decoded idx files (cached: decoding 60k images takes a second)."""
     root = Path(folder)
-    return {
+    arrays = {
         k: _read_idx(root / f, 2051 if k.endswith("images") else 2049)
         for k, f in FASHION_MNIST_FILES.items()
     }
+    _check_fashion(root, arrays)
+    return arrays
 
 
 def _resized(ds: ImageTensorDataset, size: int) -> ImageTensorDataset:
@@ -209,6 +256,8 @@ def fashion_mnist(
 
     Raises:
         FileNotFoundError: A file is missing (names the folder and the expected files).
+        ValueError: A file is truncated or corrupt, or images and labels disagree (names
+            the file and the fix).
     """
     folder = Path(root or os.environ.get("SELFSUP_FASHION_MNIST") or FASHION_MNIST_ROOT)
     missing = [f for f in FASHION_MNIST_FILES.values() if not (folder / f).is_file()]
