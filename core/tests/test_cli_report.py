@@ -177,3 +177,16 @@ def test_report_warns_and_still_writes_the_rest(experiment) -> None:
     assert "<h2>Skipped</h2>" in html and "embeddings.npz" in html
     assert "0.8" in result.stdout and "curves" in html  # the readable rest is reported
     assert not (experiment / "embeddings_pca.png").exists()  # no readable embeddings left
+
+
+def test_report_shows_recorded_facts_and_transforms(experiment) -> None:
+    path = experiment / "simclr" / "seed-0" / "results.json"
+    record = json.loads(path.read_text())
+    record["facts"] = {"backdoor": {"threat_model": {"knowledge": "data-only", "eps": "<8/255>"}}}
+    record["transforms"] = [{"id": "core:label-noise", "params": {"rate": 0.2}, "summary": {}}]
+    path.write_text(json.dumps(record))
+    html = build_report(experiment).read_text()
+    assert "<h2>Recorded facts</h2>" in html and "<summary>simclr/seed-0</summary>" in html
+    assert "<h4>backdoor</h4>" in html and "data-only" in html
+    assert "&lt;8/255&gt;" in html  # escaped
+    assert "core:label-noise" in html

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from pathlib import Path
@@ -98,6 +99,32 @@ def _artefacts(runs: list[RunRecord], out_dir: Path | None) -> list[str]:
     return ["<h2>Artefacts</h2>", *parts] if parts else []
 
 
+def _facts(runs: list[RunRecord]) -> list[str]:
+    """The "Recorded facts" section: per run, evaluators' facts and data transforms.
+
+    Facts are what evaluators recorded with ``ctx.record`` (threat models, protocols).
+    """
+    parts: list[str] = []
+    for run in runs:
+        blocks: list[str] = []
+        transforms = run.results.get("transforms")
+        if isinstance(transforms, list) and transforms:
+            shown = json.dumps(transforms, indent=2, sort_keys=True, default=str)
+            blocks.append(f"<h4>data transforms</h4><pre>{html.escape(shown)}</pre>")
+        facts = run.results.get("facts")
+        if isinstance(facts, dict):
+            for evaluator, value in facts.items():
+                shown = json.dumps(value, indent=2, sort_keys=True, default=str)
+                blocks.append(
+                    f"<h4>{html.escape(str(evaluator))}</h4><pre>{html.escape(shown)}</pre>"
+                )
+        if blocks:
+            parts.append(
+                f"<details><summary>{html.escape(run.label)}</summary>{''.join(blocks)}</details>"
+            )
+    return ["<h2>Recorded facts</h2>", *parts] if parts else []
+
+
 def render_html(
     title: str,
     runs: list[RunRecord],
@@ -155,6 +182,7 @@ def render_html(
     parts.append("<h2>Runs</h2>")
     parts.append(_table(["run", "train_time_s", *names], per_run))
     parts.extend(_artefacts(runs, out_dir))
+    parts.extend(_facts(runs))
     paths = "".join(f"<li><code>{html.escape(str(r.path))}</code></li>" for r in runs)
     parts.append(f'<details><summary>run directories</summary><ul class="dim">{paths}</ul>')
     parts.append("</details></body></html>")
