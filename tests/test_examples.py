@@ -15,7 +15,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 CONFIGS = sorted(
     p for p in (ROOT / "examples").rglob("*.yaml") if "third_party_plugin" not in p.parts
 )
-PLUGIN_MODULES = {"vision": "selfsup_vision", "graph": "selfsup_graph"}
+PLUGIN_MODULES = {
+    "vision": "selfsup_vision",
+    "graph": "selfsup_graph",
+    "security": "selfsup_security",
+}
 
 
 def _plugins_of(path) -> set[str]:

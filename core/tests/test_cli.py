@@ -49,7 +49,13 @@ def test_help_and_version() -> None:
     for command in ("plugins", "list", "describe", "check", "run", "report", "doctor"):
         assert command in result.stdout
     version = invoke(pm, "--version")
-    assert version.exit_code == 0 and "selfsup, version 0.1.0" in version.stdout
+    import importlib.metadata
+
+    import selfsup
+
+    installed = importlib.metadata.version("selfsup")
+    assert installed == selfsup.__version__, "pyproject and selfsup.__version__ disagree"
+    assert version.exit_code == 0 and f"selfsup, version {installed}" in version.stdout
 
 
 def test_python_dash_m_works() -> None:
