@@ -38,5 +38,9 @@ log "installing selfsup (core) and the plugins"
   -e "$ROOT/core[test,report]" \
   -e "$ROOT/plugins/vision" \
   -e "$ROOT/plugins/graph" \
+  -e "$ROOT/plugins/security[test]" \
   -e "$ROOT/examples/third_party_plugin"
+# torchattacks is a test reference of the security plugin; it pins an old requests (used
+# only to download pretrained models), so it is installed without its dependencies.
+"${PIP[@]}" --no-deps "torchattacks==3.5.1"
 log "done: $(.venv/bin/selfsup --version 2>/dev/null || echo 'selfsup installed')"
