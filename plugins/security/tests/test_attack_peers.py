@@ -26,36 +26,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from selfsup.runtime import Runtime
 from selfsup_security.attacks import FGSM, PGD, CarliniWagner
 from selfsup_security.attacks.base import flat_norm
-from selfsup_security.probe import ProbedEncoder, fit_linear_head
 
 torchattacks = pytest.importorskip("torchattacks")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions: one thread is faster and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-    from selfsup_vision.datasets import digits
-    from selfsup_vision.encoders import SmallCNN
-
-    torch.manual_seed(0)
-    data = digits(size=16)
-    enc = SmallCNN(in_chans=1, width=16).eval()
-    rt = Runtime(torch.device("cpu"))
-    (xtr, ytr), (xva, yva) = data.embed(enc, "train", rt), data.embed(enc, "val", rt)
-    head = fit_linear_head(xtr, ytr, xva, yva, num_classes=10, seed=0, weight_decays=(1e-4,))
-    x, y = data.test.images[:300].float() / 255, data.test.labels[:300]
-    return ProbedEncoder(enc, head).eval(), x, y
 
 
 def _acc(model, x, y) -> float:
@@ -65,7 +39,7 @@ def _acc(model, x, y) -> float:
 
 @pytest.mark.parametrize("eps_255", [2, 4, 8])
 def test_pgd_linf_matches_torchattacks(digits_model, eps_255):
-    model, x, y = digits_model
+    model, x, y, _ = digits_model
     eps, alpha = eps_255 / 255, eps_255 / 255 / 4
     ours = PGD(eps=eps, alpha=alpha, steps=10, random_start=False).perturb(model, x, y)
     theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=10, random_start=False)(x, y)
@@ -76,7 +50,7 @@ def test_pgd_linf_matches_torchattacks(digits_model, eps_255):
 
 
 def test_pgd_l2_matches_torchattacks(digits_model):
-    model, x, y = digits_model
+    model, x, y, _ = digits_model
     ours = PGD(eps=0.5, alpha=0.1, steps=10, norm="l2", random_start=False).perturb(model, x, y)
     theirs = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)
     a, b = _acc(model, ours, y), _acc(model, theirs, y)
@@ -91,7 +65,7 @@ def test_pgd_l2_matches_torchattacks(digits_model):
 def test_fgsm_matches_art(digits_model, eps_255):
     art_cls = pytest.importorskip("art.estimators.classification")
     art_fgm = pytest.importorskip("art.attacks.evasion")
-    model, x, y = digits_model
+    model, x, y, _ = digits_model
     eps = eps_255 / 255
     classifier = art_cls.PyTorchClassifier(
         model=model,
@@ -110,7 +84,7 @@ def test_fgsm_matches_art(digits_model, eps_255):
 
 
 def test_cw_roughly_matches_torchattacks(digits_model):
-    model, x, y = digits_model
+    model, x, y, _ = digits_model
     x, y = x[:100], y[:100]
     ours = CarliniWagner(c=1.0, kappa=0.0, steps=50, lr=0.01).perturb(model, x, y)
     theirs = torchattacks.CW(model, c=1.0, kappa=0.0, steps=50, lr=0.01)(x, y)

@@ -7,10 +7,9 @@ import copy
 import pytest
 import torch
 from selfsup.interfaces import EncoderOutput
-from selfsup.runtime import Runtime
 from selfsup_security.attacks import FGSM, PGD, CarliniWagner, UniversalPerturbation, eps_label
 from selfsup_security.attacks.base import flat_norm
-from selfsup_security.probe import ProbedEncoder, fit_linear_head
+from selfsup_security.probe import ProbedEncoder
 from torch import nn
 
 
@@ -179,31 +178,6 @@ def test_eps_labels():
 
 
 # --------------------------------------------------------------------------- real digits
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions: one thread is faster and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-    """A random-init small CNN (its BatchNorm in eval mode) + a clean probe on real digits."""
-    from selfsup_vision.datasets import digits
-    from selfsup_vision.encoders import SmallCNN
-
-    torch.manual_seed(0)
-    data = digits(size=16)
-    enc = SmallCNN(in_chans=1, width=16).eval()
-    rt = Runtime(torch.device("cpu"))
-    (xtr, ytr), (xva, yva) = data.embed(enc, "train", rt), data.embed(enc, "val", rt)
-    head = fit_linear_head(xtr, ytr, xva, yva, num_classes=10, seed=0, weight_decays=(1e-4,))
-    x, y = data.test.images[:300].float() / 255, data.test.labels[:300]
-    return ProbedEncoder(enc, head).eval(), x, y, data.train.images.float() / 255
 
 
 def _acc(model, x, y) -> float:

@@ -15,15 +15,6 @@ from selfsup_security.evaluators.robustness import Robustness
 from torch.utils.data import TensorDataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions: one thread is faster and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits_setup():
     from selfsup_vision.datasets import digits
