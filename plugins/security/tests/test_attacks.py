@@ -194,9 +194,9 @@ def test_pgd_drops_accuracy_far_below_clean_on_digits(digits_model):
              * 8 / 255).clamp(0, 1)  # fmt: skip
     assert clean > 0.9
     assert _acc(model, noise, y) > clean - 0.03  # random sign noise of the same budget: harmless
-    assert robust[8] < clean - 0.5  # measured: clean 0.96, PGD 8/255 0.13
+    assert robust[8] < clean - 0.5  # measured: clean 0.96, PGD 2/255 0.80, 8/255 0.05
     assert robust[8] < robust[2] < clean  # a larger budget hurts more
-    assert robust[8] <= fgsm < clean - 0.2  # PGD is at least as strong as FGSM
+    assert robust[8] <= fgsm < clean - 0.2  # PGD at least as strong as FGSM (0.32)
 
 
 def test_cw_breaks_most_inputs_with_small_l2_on_digits(digits_model):
@@ -220,4 +220,4 @@ def test_universal_perturbation_beats_random_noise_without_labels(digits_model):
         _acc(model, atk.perturb(model, x, y), y),
         _acc(model, (x + noise).clamp(0, 1), y),
     )
-    assert universal < random - 0.1, (universal, random)
+    assert universal < random - 0.1, (universal, random)  # measured: 0.71 vs 0.93
