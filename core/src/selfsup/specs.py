@@ -138,14 +138,10 @@ class ComponentSpec:
 
     def parameters(self) -> Mapping[str, inspect.Parameter]:
         """The factory's keyword parameters (imports a lazy factory)."""
-        factory = self.load()
-        target = factory.__init__ if inspect.isclass(factory) else factory
-        sig = inspect.signature(target)
-        return {
-            n: p
-            for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
+        from selfsup.params import factory_params
+
+        sig = inspect.signature(self.load())  # a class: its __init__ without self
+        return {n: sig.parameters[n] for n in factory_params(self).params}
 
     def refs(self) -> dict[str, Ref]:
         """The factory's parameters that take components (annotated with :class:`Ref`).

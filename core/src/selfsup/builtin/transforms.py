@@ -23,6 +23,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import Dataset, Subset
 
+from selfsup.builtin.evaluators._features import item_labels
 from selfsup.interfaces import DataSplits, Transform
 
 __all__ = ["LabelNoise", "Subsample"]
@@ -42,14 +43,6 @@ def _map_split(owner: str, data: DataSplits, split: str) -> Any:
             "use a transform of the dataset's own plugin"
         )
     return items
-
-
-def _labels(owner: str, items: Any) -> torch.Tensor:
-    """The integer labels of every item of a map-style split."""
-    tensors = getattr(items, "tensors", None)
-    if tensors is not None and len(tensors) >= 2:
-        return torch.as_tensor(tensors[1]).long()
-    return torch.as_tensor([int(items[i][1]) for i in range(len(items))], dtype=torch.long)
 
 
 class Subsample(Transform):
@@ -91,7 +84,7 @@ class Subsample(Transform):
                     "core:subsample: stratified=true needs class labels; the dataset's task "
                     f"is {data.task!r} (set stratified: false)"
                 )
-            keep = _stratified(_labels("core:subsample", items), keep_n, gen)
+            keep = _stratified(item_labels(items), keep_n, gen)
         else:
             keep = torch.randperm(n, generator=gen)[:keep_n].sort().values
         flags = {k: dict(v) for k, v in data.flags.items()}
@@ -160,7 +153,7 @@ class LabelNoise(Transform):
                 f"task {data.task!r} and {data.num_classes} class(es)"
             )
         items = _map_split("core:label-noise", data, self.split)
-        labels = _labels("core:label-noise", items)
+        labels = item_labels(items)
         gen = torch.Generator().manual_seed(seed)
         labelled = (labels >= 0).nonzero().flatten()
         count = round(len(labelled) * self.rate)

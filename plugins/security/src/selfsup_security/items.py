@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from selfsup import DataSplits
+from selfsup.evaluation import item_labels
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -50,11 +51,7 @@ def split_labels(data: DataSplits, split: str) -> Tensor:
     """The integer label of every item (node) of ``split`` (``-1`` where unlabelled)."""
     if is_graph(data):
         return data.train.y[graph_nodes(data, split)].long().cpu()
-    items = data.split(split)
-    tensors = getattr(items, "tensors", None)
-    if tensors is not None and len(tensors) >= 2:
-        return torch.as_tensor(tensors[1]).long()
-    return torch.as_tensor([int(items[i][1]) for i in range(len(items))], dtype=torch.long)
+    return item_labels(data.split(split))
 
 
 def split_items(data: DataSplits, split: str, index: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -41,6 +41,7 @@ __all__ = [
     "embed_split",
     "first_embedded",
     "has_split",
+    "item_labels",
     "labelled_splits",
     "positive_float",
     "positive_int",
@@ -49,6 +50,17 @@ __all__ = [
     "stratified_split",
     "subsample",
 ]
+
+
+def item_labels(items: Any) -> Tensor:
+    """The integer label ``y`` of every ``(x, y)`` item of a map-style split.
+
+    Reads a ``TensorDataset``'s label tensor directly; other splits item by item.
+    """
+    tensors = getattr(items, "tensors", None)
+    if tensors is not None and len(tensors) >= 2:
+        return torch.as_tensor(tensors[1]).long()
+    return torch.as_tensor([int(items[i][1]) for i in range(len(items))], dtype=torch.long)
 
 
 def has_split(data: DataSplits, name: str) -> bool:
