@@ -64,9 +64,23 @@ def test_objective_contract(spec, selfsup_pm) -> None:
     check_objective(spec, encoder, views, patch_size=4, in_chans=3, decoder_dim=32, decoder_heads=2)
 
 
+#: Dataset id -> (conftest writer of its files in tmp_path, params besides root).
+FORMAT_FILES = {
+    "vision:cifar10": ("cifar10", {"val_size": 10}),
+    "vision:cifar100": ("cifar100", {"val_size": 0}),
+    "vision:stl10": ("stl10", {"val_size": 10, "size": 32}),
+    "vision:imagenet": ("imagenet", {"val_size": 3, "size": 32}),
+}
+
+
 @pytest.mark.parametrize("spec", contract_cases(None, "vision", "dataset"))
 def test_dataset_contract(spec, tmp_path, request) -> None:
     params = dict(DATASET_PARAMS.get(spec.id, {}))
+    formats = request.getfixturevalue("formats")
+    if spec.id in FORMAT_FILES:
+        writer, params = FORMAT_FILES[spec.id]
+        getattr(formats, writer)(tmp_path)
+        params = {**params, "root": str(tmp_path)}
     if spec.id == "vision:fashion-mnist":
         params["root"] = str(request.getfixturevalue("fashion_root"))
     if spec.id == "vision:image-folder":

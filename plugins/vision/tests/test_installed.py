@@ -18,7 +18,15 @@ EXPECTED = {
     },
     "views": {"vision:simclr", "vision:byol", "vision:multicrop", "vision:mae-mask"},
     "objective": {"vision:mae"},
-    "dataset": {"vision:digits", "vision:fashion-mnist", "vision:image-folder"},
+    "dataset": {
+        "vision:digits",
+        "vision:fashion-mnist",
+        "vision:image-folder",
+        "vision:cifar10",
+        "vision:cifar100",
+        "vision:stl10",
+        "vision:imagenet",
+    },
     "evaluator": {"vision:finetune"},
 }
 

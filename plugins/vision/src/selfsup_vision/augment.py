@@ -149,37 +149,25 @@ def _blend(a: Tensor, b: Tensor, factor: Tensor) -> Tensor:
 
 def _rgb_to_hsv(x: Tensor) -> Tensor:
     r, g, b = x.unbind(1)
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
-    delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
-    dsafe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / dsafe, (maxc - g) / dsafe, (maxc - b) / dsafe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return torch.stack([h, s, maxc], 1)
+    maxc, which = x.max(1)  # first maximal channel on ties: red, then green (as colorsys)
+    delta = maxc - x.amin(1)
+    s = delta / maxc.clamp_min(1e-12)  # 0 where maxc is 0 (delta is 0 there too)
+    num = torch.where(which == 0, g - b, torch.where(which == 1, b - r, r - g))
+    h = (which.to(x.dtype) * 2.0 + num / torch.where(delta > 0, delta, 1.0)) / 6.0 % 1.0
+    return torch.stack([torch.where(delta > 0, h, 0.0), s, maxc], 1)
 
 
 def _hsv_to_rgb(x: Tensor) -> Tensor:
+    """HSV to RGB in closed form, without building all six sectors.
+
+    ``v - v s clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6`` and
+    ``n = 5, 3, 1`` for red, green, blue.
+    """
     h, s, v = x.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    # Rows: sector 0..5; columns: (r, g, b).
-    table = torch.stack(
-        [
-            torch.stack([v, t, p], 1),
-            torch.stack([q, v, p], 1),
-            torch.stack([p, v, t], 1),
-            torch.stack([p, q, v], 1),
-            torch.stack([t, p, v], 1),
-            torch.stack([v, p, q], 1),
-        ],
-        1,
-    )  # [B, 6, 3, H, W]
-    idx = i.unsqueeze(1).unsqueeze(1).expand(-1, 1, 3, -1, -1)
-    return table.gather(1, idx).squeeze(1)
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = (n + h.unsqueeze(1) * 6.0) % 6.0
+    m = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return v.unsqueeze(1) - (v * s).unsqueeze(1) * m
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:

@@ -1,9 +1,10 @@
 """Image datasets from local files: scikit-learn digits, Fashion-MNIST, image folders.
 
-Every dataset returns :class:`selfsup.interfaces.DataSplits` whose splits are
-:class:`ImageTensorDataset` objects: images stored compactly as ``uint8 [N, C, H, W]``
-(converted to float on the device by the views and encoders) with ``int64`` labels.
-Items are ``(image, label)`` pairs. Nothing is downloaded.
+Every dataset returns :class:`selfsup.interfaces.DataSplits` whose splits yield
+``(uint8 [C, H, W] image, int64 label)`` pairs (converted to float on the device by the
+views and encoders). The in-memory ones are :class:`ImageTensorDataset` objects; large
+collections stream from disk (:mod:`selfsup_vision.streaming`, :mod:`selfsup_vision.stl10`).
+Nothing is downloaded.
 """
 
 from __future__ import annotations

@@ -5,22 +5,26 @@ Layouts::
     root/cat/001.jpg, root/dog/002.png, ...            # one pool, split here (seeded)
     root/train/cat/..., root/val/cat/..., root/test/cat/...   # given splits
 
-Images are decoded once, converted to grayscale or RGB, resized and kept as
-``uint8 [N, C, H, W]`` tensors (compact; floats are made on the device).
+In memory (small collections), images are decoded once, converted to grayscale or
+RGB, resized and kept as ``uint8 [N, C, H, W]`` tensors (compact; floats are made on
+the device). Streamed (large collections, ``mode: stream`` or ``auto``), only the paths
+are kept and the DataLoader workers decode each image when it is fetched
+(:mod:`selfsup_vision.streaming`).
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 from selfsup.interfaces import DataSplits
-from torch import Tensor
 
 from selfsup_vision.datasets import ImageTensorDataset, split_indices
+from selfsup_vision.decode import Resize, decode_file
+from selfsup_vision.streaming import OnError, StreamingImageDataset, StreamingSplits
 
 __all__ = ["IMAGE_SUFFIXES", "image_folder"]
 
@@ -49,31 +53,6 @@ def _files(folder: Path) -> list[Path]:
     )
 
 
-def _load(path: Path, mode: str, size: tuple[int, int]) -> Tensor:
-    """One image as ``uint8 [C, H, W]``.
-
-    Raises:
-        ValueError: The file is not a readable image (says why, without the fix).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except UnidentifiedImageError as exc:
-        raise ValueError(
-            f"{str(path)!r} is not an image PIL can read (empty, truncated in its header, "
-            "or not an image at all)"
-        ) from exc
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"{str(path)!r} is too large to decode safely ({exc})") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"{str(path)!r} is truncated or corrupt ({exc})") from exc
-    channels = 1 if mode == "L" else 3
-    return data.view(size[0], size[1], channels).permute(2, 0, 1).clone()
-
-
 def _refuse_unreadable(folder: Path, errors: list[str]) -> None:
     if not errors:
         return
@@ -86,20 +65,15 @@ def _refuse_unreadable(folder: Path, errors: list[str]) -> None:
     )
 
 
-def _read_split(
-    folder: Path,
-    class_names: list[str] | None,
-    mode: str,
-    size: tuple[int, int],
-    labelled: bool = True,
-) -> tuple[ImageTensorDataset, list[str]]:
-    """The images of one split folder and the class names.
+def _scan_split(
+    folder: Path, class_names: list[str] | None, labelled: bool = True
+) -> tuple[list[Path], list[int], list[str]]:
+    """The image files of one split folder, their labels and the class names.
 
     Class folders without images are reported with a warning and dropped (they are not
     classes: no label index, not counted in ``num_classes``). A labelled training (or
     single-pool) folder with fewer than two classes left is refused before any image
-    is decoded. Every unreadable image is collected and the first few are named in one
-    error.
+    is decoded.
     """
     dirs = _classes(folder)
     if not dirs:
@@ -127,24 +101,56 @@ def _read_split(
     if class_names is None and labelled:
         _refuse_single_class(folder, names)
     index = {n: i for i, n in enumerate(names)}
-    images: list[Tensor] = []
+    paths: list[Path] = []
     labels: list[int] = []
-    errors: list[str] = []
     for d in dirs:
         if d.name not in index:
             raise ValueError(
                 f"{str(d)!r}: class {d.name!r} is not among the training classes {names}; "
                 "add its images to the train folder too, or remove the folder"
             )
-        for f in files[d.name]:
-            try:
-                images.append(_load(f, mode, size))
-            except ValueError as exc:
-                errors.append(str(exc))
-                continue
-            labels.append(index[d.name])
-    _refuse_unreadable(folder, errors)
-    return ImageTensorDataset(torch.stack(images), torch.tensor(labels)), names
+        paths += files[d.name]
+        labels += [index[d.name]] * len(files[d.name])
+    return paths, labels, names
+
+
+def _decode_all(
+    folder: Path,
+    paths: list[Path],
+    labels: list[int],
+    channels: int,
+    size: tuple[int, int],
+    resize: Resize,
+    on_error: OnError,
+) -> ImageTensorDataset:
+    """Decode every image into one ``uint8`` tensor (the in-memory path).
+
+    Every unreadable image is collected: the first few are named in one error, or
+    (``on_error="skip"``) they are left out with one warning that counts them.
+    """
+    images = torch.empty(len(paths), channels, *size, dtype=torch.uint8)  # filled in place
+    kept: list[int] = []
+    errors: list[str] = []
+    for f, label in zip(paths, labels, strict=True):
+        try:
+            images[len(kept)] = decode_file(str(f), channels, size, resize)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        kept.append(label)
+    if on_error == "raise":
+        _refuse_unreadable(folder, errors)
+    elif errors:
+        more = f"; and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+        warnings.warn(
+            f"image folder {str(folder)!r}: on_error=skip: skipped {len(errors)} unreadable "
+            f"image file(s): {'; '.join(errors[:MAX_LISTED])}{more}",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not kept:
+        raise ValueError(f"image folder {str(folder)!r}: none of its images is readable")
+    return ImageTensorDataset(images[: len(kept)], torch.tensor(kept))
 
 
 def _refuse_single_class(folder: Path, names: list[str]) -> None:
@@ -165,11 +171,23 @@ def image_folder(
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
     split_seed: int = 0,
     unlabelled: bool = False,
+    mode: Literal["auto", "memory", "stream"] = "auto",
+    memory_limit_mb: PositiveInt = 1024,
+    on_error: OnError = "raise",
+    resize: Resize = "stretch",
+    decode: Literal["workers", "device"] = "workers",
+    eval_workers: NonNegativeInt = 0,
 ) -> DataSplits:
     """Images in class subfolders (``root/<class>/<image>``), decoded with PIL.
 
     If ``root`` holds ``train/`` (and optionally ``val/``, ``test/``) folders, those
     are the splits; otherwise the images are split here, stratified and seeded.
+
+    Small collections are decoded once into one ``uint8`` tensor (``mode="memory"``);
+    large ones are streamed (``mode="stream"``): each image is decoded when the
+    DataLoader fetches it, in its workers (``train.num_workers``), so that memory does
+    not grow with the number of images. ``mode="auto"`` streams when the decoded
+    images would take more than ``memory_limit_mb``.
 
     A class folder without images is dropped with a warning (it gets no label index
     and does not count in ``num_classes``). Labelled data needs at least two classes
@@ -185,11 +203,22 @@ def image_folder(
         split_seed: Seed of the split.
         unlabelled: Read the images without labels (``y = -1``, ``num_classes = 0``):
             for pretraining on a folder of one class, with label-free evaluators only.
+        mode: ``auto``, ``memory`` (decode everything up front) or ``stream``.
+        memory_limit_mb: ``auto`` streams above this many MB of decoded images.
+        on_error: ``raise`` (an error names the unreadable files) or ``skip`` them with
+            a warning that counts them (in ``stream`` mode, a skipped image is replaced
+            by the next readable one, so batches keep their size).
+        resize: ``stretch`` to ``size``, or ``crop``: shorter side to ``size``, centre crop.
+        decode: ``workers`` (PIL in the DataLoader workers) or ``device``: JPEGs of the
+            training split are decoded a batch at a time where the routine sends the
+            batch (nvJPEG on a GPU); ``stream`` mode only.
+        eval_workers: DataLoader workers that decode while evaluators embed a split
+            (``stream`` mode).
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
         ValueError: No class folders, no images, fewer than two classes (labelled),
-            or unreadable images (named, with the fix).
+            unreadable images (named, with the fix) or a bad parameter value.
     """
     folder = Path(root).expanduser()
     if not folder.is_dir():
@@ -197,41 +226,83 @@ def image_folder(
             f"image folder {str(folder)!r} does not exist; expected root/<class>/<image> "
             "files (or root/train/<class>/..., root/val/..., root/test/...)"
         )
-    if channels not in (1, 3):
-        raise ValueError(f"channels={channels!r} must be 1 (grayscale) or 3 (RGB)")
+    _check_choices(channels, mode, on_error, resize, decode)
     hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    mode = "L" if channels == 1 else "RGB"
-    meta: dict[str, object] = {"root": str(folder), "channels": channels}
     labelled = not unlabelled
-    if (folder / "train").is_dir():
-        train, names = _read_split(folder / "train", None, mode, hw, labelled)
-        known = names if labelled else None
-        val, test = (
-            _read_split(folder / name, known, mode, hw, labelled)[0]
-            if (folder / name).is_dir()
-            else None
-            for name in ("val", "test")
-        )
+    given = (folder / "train").is_dir()
+    if given:
+        scans = {"train": _scan_split(folder / "train", None, labelled)}
+        names = scans["train"][2]
+        for name in ("val", "test"):
+            if (folder / name).is_dir():
+                scans[name] = _scan_split(folder / name, names if labelled else None, labelled)
     else:
         if not (
             0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1
         ):
             raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum below 1")
-        full, names = _read_split(folder, None, mode, hw, labelled)
-        tr, va, te = split_indices(full.labels, [0.0, val_fraction, test_fraction], split_seed)
-        train = full.subset(tr)
-        val = full.subset(va) if va.numel() else None
-        test = full.subset(te) if te.numel() else None
-    if unlabelled:
-        train, val, test = (_unlabel(ds) for ds in (train, val, test))
-        names = []
-    meta["class_names"] = names
-    return DataSplits(
-        train=train, val=val, test=test, num_classes=len(names), modality="image", meta=meta
+        scans = {"all": _scan_split(folder, None, labelled)}
+        names = scans["all"][2]
+    count = sum(len(s[0]) for s in scans.values())
+    stream = mode == "stream" or (
+        mode == "auto" and count * channels * hw[0] * hw[1] > memory_limit_mb * 2**20
     )
+    if decode == "device" and not stream:
+        raise ValueError(
+            "image folder: decode='device' needs mode='stream' (in memory the images are "
+            "decoded once, up front); set data.params.mode: stream or decode: workers"
+        )
+    splits: dict[str, Any] = {}
+    for name, (paths, labels, _) in scans.items():
+        base = folder / name if given else folder
+        if stream:
+            rel = [str(p.relative_to(base)) for p in paths]
+            splits[name] = StreamingImageDataset(
+                base, rel, torch.tensor(labels), channels, hw, resize, on_error
+            )
+        else:
+            splits[name] = _decode_all(base, paths, labels, channels, hw, resize, on_error)
+    if not given:
+        full = splits.pop("all")
+        tr, va, te = split_indices(full.labels, [0.0, val_fraction, test_fraction], split_seed)
+        splits = {"train": full.subset(tr)}
+        splits["val"] = full.subset(va) if va.numel() else None
+        splits["test"] = full.subset(te) if te.numel() else None
+    if unlabelled:
+        splits = {k: _unlabel(ds) for k, ds in splits.items()}
+        names = []
+    if decode == "device":
+        splits["train"] = splits["train"].decoding(True)
+    meta: dict[str, object] = {
+        "root": str(folder), "channels": channels, "class_names": names,
+        "mode": "stream" if stream else "memory", "images": count,
+    }  # fmt: skip
+    common = {
+        "train": splits["train"], "val": splits.get("val"), "test": splits.get("test"),
+        "num_classes": len(names), "modality": "image", "meta": meta,
+    }  # fmt: skip
+    if stream:
+        return StreamingSplits(**common, workers=eval_workers)
+    return DataSplits(**common)
 
 
-def _unlabel(ds: ImageTensorDataset | None) -> ImageTensorDataset | None:
+def _check_choices(channels: int, mode: str, on_error: str, resize: str, decode: str) -> None:
+    for key, value, allowed in [
+        ("channels", channels, (1, 3)),
+        ("mode", mode, ("auto", "memory", "stream")),
+        ("on_error", on_error, ("raise", "skip")),
+        ("resize", resize, ("stretch", "crop")),
+        ("decode", decode, ("workers", "device")),
+    ]:
+        if value not in allowed:
+            raise ValueError(
+                f"image folder: {key}={value!r} is not one of {', '.join(map(repr, allowed))}"
+            )
+
+
+def _unlabel(ds: Any) -> Any:
     if ds is None:
         return None
+    if isinstance(ds, StreamingImageDataset):
+        return ds.with_labels(torch.full_like(ds.labels, -1))
     return ImageTensorDataset(ds.images, torch.full_like(ds.labels, -1))

@@ -111,7 +111,27 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
         (
             "image-folder",
             f"{_PKG}.image_folder:image_folder",
-            "Class-per-subfolder images read with PIL and resized.",
+            "Class-per-subfolder images read with PIL; in memory or streamed (mode: auto).",
+        ),
+        (
+            "cifar10",
+            f"{_PKG}.cifar:cifar10",
+            "CIFAR-10 from the python batches on disk (safe unpickling, no download).",
+        ),
+        (
+            "cifar100",
+            f"{_PKG}.cifar:cifar100",
+            "CIFAR-100 (fine or coarse labels) from the python files on disk.",
+        ),
+        (
+            "stl10",
+            f"{_PKG}.stl10:stl10",
+            "STL-10 from its binary files, memory-mapped (folds, unlabelled set).",
+        ),
+        (
+            "imagenet",
+            f"{_PKG}.imagenet:imagenet",
+            "ImageNet-1k train/val folders + LOC_synset_mapping.txt, streamed from disk.",
         ),
     ]:
         register(DatasetSpec(name=name, build=ref, description=desc, modality="image"))
