@@ -38,3 +38,27 @@ def test_runnable_blocks(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         code = compile(block, f"{path.name}[runnable {index}]", "exec")
         exec(code, namespace)  # the docs' own code, from this repository
     assert os.getcwd() == str(tmp_path)
+
+
+def test_components_page_is_current() -> None:
+    """docs/components.md is what ``selfsup list --markdown`` writes with the plugins here."""
+    from selfsup.cli.catalog import components_markdown
+    from selfsup.registry import FIRST_PARTY
+    from selfsup.testing import load_plugins
+
+    page = ROOT / "docs" / "components.md"
+    pm = load_plugins(strict=False)
+    listed = set(re.findall(r"^\| `([a-z]+)` \| `selfsup", page.read_text(encoding="utf-8"), re.M))
+    missing = sorted(
+        p
+        for p in listed | (set(FIRST_PARTY) - {"core"})
+        if p not in pm.infos or pm.infos[p].status != "active"
+    )
+    if missing and os.environ.get("CI", "").lower() not in ("1", "true"):
+        pytest.skip(f"first-party plugin(s) not installed or not active here: {missing}")
+    assert not missing, f"first-party plugin(s) not installed or not active in CI: {missing}"
+    expected = components_markdown(pm)
+    assert page.read_text(encoding="utf-8") == expected, (
+        "docs/components.md is stale: regenerate it with "
+        "'selfsup list --markdown --out docs/components.md' (every first-party plugin installed)"
+    )

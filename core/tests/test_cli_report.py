@@ -68,7 +68,9 @@ def test_build_report_writes_plots_and_self_contained_html(experiment) -> None:
         data = (experiment / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
     html = target.read_text()
-    assert html.count("data:image/png;base64,") == 3
+    # curves per step and epoch, the embeddings, and the lr apart (diagnostics per step)
+    assert html.count("data:image/png;base64,") == 4
+    assert (experiment / "diagnostics_steps.png").is_file()
     assert "0.85 ± 0.071" in html  # mean ± std over the two simclr seeds
     assert "random-init" in html and "<table>" in html
     assert not list(experiment.glob(".*.tmp"))  # atomic writes leave no temporaries
@@ -144,7 +146,7 @@ def test_report_links_artefacts_and_shows_images_inline(experiment, tmp_path) ->
     # links are relative to the report's folder
     assert 'href="../runs/demo/simclr/seed-0/artefacts/linear-probe/confusion.csv"' in html
     assert "confusion &lt;test&gt;" in html  # captions are escaped
-    assert html.count("data:image/png;base64,") == 4  # 3 plots + the confusion matrix inline
+    assert html.count("data:image/png;base64,") == 5  # 4 plots + the confusion matrix inline
     assert 'alt="confusion matrix"' in html
     assert 'gone.json <span class="dim">(missing)</span>' in html
     assert "secret" not in html  # a path outside the run directory is ignored
@@ -158,7 +160,7 @@ def test_report_plots_embeddings_saved_without_labels(tmp_path) -> None:
     np.savez(run / "embeddings.npz", features=feats, split=np.array("test"))  # no labels
     target = build_report(root)
     assert (root / "embeddings_pca.png").read_bytes().startswith(b"\x89PNG")
-    assert target.read_text().count("data:image/png;base64,") == 3
+    assert target.read_text().count("data:image/png;base64,") == 4
 
 
 def test_report_warns_and_still_writes_the_rest(experiment) -> None:

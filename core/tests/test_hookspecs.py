@@ -138,6 +138,10 @@ class Recorder:
     def run_finished(self, run_dir, results):
         CALLS["run_finished"].append({"run_dir": run_dir, "results": results})
 
+    @hookimpl
+    def experiment_finished(self, output_dir, results):
+        CALLS["experiment_finished"].append({"output_dir": output_dir, "results": results})
+
 
 def test_every_registration_hook_is_called_when_the_registry_builds(
     selfsup_pm, register_plugin
@@ -202,3 +206,6 @@ train: {{epochs: 2, batch_size: 32, device: cpu, log_every: 1, progress: false}}
         .read_text()
     )
     assert on_disk["metrics"]["rankme"] == pytest.approx(finished["results"]["metrics"]["rankme"])
+    (done,) = CALLS["experiment_finished"]
+    assert done["output_dir"] == str(tmp_path / "runs" / "hooks")
+    assert done["results"]["run_dirs"] == [finished["run_dir"]] and done["results"]["failed"] == 0

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from selfsup.components import build_component, get_component, list_components
     from selfsup.config import ConfigError, load_config, load_config_text
     from selfsup.engine.runner import run_experiment
+    from selfsup.export import export_encoder
     from selfsup.interfaces import (
         TASKS,
         BatchMeta,
@@ -50,7 +51,9 @@ if TYPE_CHECKING:
         Transform,
         ViewMaker,
     )
+    from selfsup.report import build_report
     from selfsup.resolve import resolve_experiment
+    from selfsup.reuse import InputSpec, load_encoder
     from selfsup.runtime import Runtime, to_device
     from selfsup.training import MiniBatch, NonFiniteLossError, RunContext, train_epochs
 
@@ -90,6 +93,10 @@ _LAZY: dict[str, str] = {
     "load_config_text": "selfsup.config",
     "run_experiment": "selfsup.engine.runner",
     "resolve_experiment": "selfsup.resolve",
+    "load_encoder": "selfsup.reuse",
+    "InputSpec": "selfsup.reuse",
+    "export_encoder": "selfsup.export",
+    "build_report": "selfsup.report",
 }
 
 
@@ -119,6 +126,7 @@ __all__ = [
     "EvalContext",
     "Evaluator",
     "EvaluatorSpec",
+    "InputSpec",
     "KindSpec",
     "MiniBatch",
     "NonFiniteLossError",
@@ -137,12 +145,15 @@ __all__ = [
     "ViewSpec",
     "__version__",
     "build_component",
+    "build_report",
+    "export_encoder",
     "get_component",
     "hookimpl",
     "hookspec",
     "list_components",
     "load_config",
     "load_config_text",
+    "load_encoder",
     "resolve_experiment",
     "run_experiment",
     "to_device",

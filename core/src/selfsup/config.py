@@ -52,16 +52,20 @@ from pydantic import (
     model_validator,
 )
 
+from selfsup.config_files import interpolate, read_config_tree
 from selfsup.config_keys import apply_overrides, split_key
 from selfsup.config_keys import set_path as _set_path
-from selfsup.config_yaml import ConfigError, read_config_file, read_yaml, shorten
+from selfsup.config_yaml import ConfigError, read_yaml, shorten
 
 __all__ = [
     "ArmConfig",
     "ComponentRef",
     "ConfigError",
     "DataRef",
+    "EncoderRef",
     "ExperimentConfig",
+    "InitConfig",
+    "TrackerRef",
     "TrainConfig",
     "apply_overrides",
     "baseline_of",
@@ -71,6 +75,7 @@ __all__ = [
 ]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -120,6 +125,56 @@ class DataRef(ComponentRef):
     """
 
     transforms: list[ComponentRef] = Field(default_factory=list)
+    help: str = Field(
+        "",
+        description="Where to get the data (shown when loading it fails), for example "
+        "'Cora ships in ../shared/data/planetoid; see DATA.md'.",
+        exclude_if=lambda value: not value,
+    )
+
+
+class InitConfig(_Strict):
+    """Where an encoder's initial weights come from: ``init: {from: PATH}``.
+
+    ``PATH`` is a run directory (``<output_dir>/<experiment>/<arm>/seed-<n>``) or a
+    ``selfsup export`` folder; a relative path is relative to the config file's folder.
+    The weights must fit the encoder (same id and shape-changing parameters).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    from_: str = Field(alias="from", min_length=1)
+
+
+class EncoderRef(ComponentRef):
+    """The encoder by id, with its parameters and optionally its initial weights.
+
+    Written ``{id: vision:small-cnn, params: {...}, init: {from: runs/demo/simclr/seed-0}}``
+    (see :class:`InitConfig`); without ``init`` the encoder starts from its factory's
+    initialisation.
+    """
+
+    init: InitConfig | None = Field(None, exclude_if=lambda value: value is None)
+
+
+class TrackerRef(ComponentRef):
+    """An experiment tracker: an id (``tracking:mlflow``) or a short name (``mlflow``).
+
+    A short name is looked up among the components of kind ``tracker`` (opened by the
+    ``selfsup-tracking`` plugin) when the experiment is resolved.
+    """
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if _ID.match(value) or _NAME.match(value):
+            return value
+        raise ValueError(
+            f"{shorten(repr(value))} is not a tracker: write a name such as 'tensorboard' "
+            "or 'mlflow', or an id 'plugin:name' (see 'selfsup list tracker')"
+        )
 
 
 class OptimizerConfig(_Strict):
@@ -164,8 +219,10 @@ class TrainConfig(_Strict):
     device: str = "auto"
     threads: PositiveInt | None = Field(
         None,
-        description="CPU threads for torch (torch.set_num_threads); None keeps torch's default. "
-        "On a busy machine fewer threads than cores can be several times faster.",
+        description="CPU threads for torch (torch.set_num_threads); None picks one for the "
+        "machine: OMP_NUM_THREADS if set, else the usable physical cores (CPU affinity, "
+        "container quota) divided among torchrun's local processes. On a busy machine "
+        "fewer threads than cores can be several times faster (benchmarks/threads.py).",
     )
     checkpoint_every: PositiveInt = 1
     log_every: PositiveInt = 10
@@ -184,7 +241,7 @@ class ArmConfig(_Strict):
 
     name: str
     data: DataRef
-    encoder: ComponentRef
+    encoder: EncoderRef
     views: ComponentRef | None = None
     objective: ComponentRef | None = None
     routine: ComponentRef = Field(default_factory=lambda: ComponentRef(id="core:minibatch"))
@@ -214,7 +271,7 @@ class ExperimentConfig(_Strict):
     output_dir: str = "runs"
     baseline: bool = True
     data: DataRef | None = None
-    encoder: ComponentRef | None = None
+    encoder: EncoderRef | None = None
     views: ComponentRef | None = None
     objective: ComponentRef | None = None
     routine: ComponentRef = Field(default_factory=lambda: ComponentRef(id="core:minibatch"))
@@ -222,6 +279,11 @@ class ExperimentConfig(_Strict):
     train: dict[str, Any] = Field(default_factory=dict)
     arms: list[dict[str, Any]] = Field(default_factory=list)
     matrix: dict[str, list[Any]] = Field(default_factory=dict)
+    tracking: list[TrackerRef] = Field(
+        default_factory=list,
+        description="Experiment trackers fed by the run events, e.g. [tensorboard, mlflow] "
+        "(needs selfsup-tracking); 'selfsup run --tracking NAME' adds one.",
+    )
 
     @field_validator("matrix")
     @classmethod
@@ -328,7 +390,15 @@ def _allowed_keys(loc: Sequence[Any], prefix: str) -> str:
     }
     parent = str(loc[-2]) if len(loc) > 1 else ""
     model = models.get(parent) or (
-        DataRef if parent == "data" else ComponentRef if parent in _BASE_KEYS else None
+        DataRef
+        if parent == "data"
+        else EncoderRef
+        if parent == "encoder"
+        else InitConfig
+        if parent == "init"
+        else ComponentRef
+        if parent in _BASE_KEYS
+        else None
     )
     if model is None and len(loc) > 1 and isinstance(loc[-2], int):
         model = ComponentRef
@@ -387,7 +457,17 @@ def load_config_text(
     Raises:
         ConfigError: Invalid YAML, schema errors (each with its key path), bad arms.
     """
-    data = apply_overrides(_parse_yaml(text, source), overrides)
+    data = interpolate(_parse_yaml(text, source), source)
+    return _validate(data, source, overrides)
+
+
+def _validate(data: dict[str, Any], source: str, overrides: Iterable[str]) -> ExperimentConfig:
+    if "extends" in data:
+        raise ConfigError(
+            f"{source}: 'extends' works in config files only (it names files relative to "
+            "the file); load the config with load_config(path)"
+        )
+    data = interpolate(apply_overrides(data, overrides), source)
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -399,11 +479,14 @@ def load_config_text(
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Read and validate an experiment file.
 
+    ``extends:`` bases are merged in, ``${env:VAR}`` replaced and relative paths
+    resolved against the file's folder (:mod:`selfsup.config_files`) before ``--set``
+    overrides and validation.
+
     Raises:
         ConfigError: The file is missing or unreadable, or invalid.
     """
-    text = read_config_file(path)
-    return load_config_text(text, source=str(Path(path)), overrides=overrides)
+    return _validate(read_config_tree(path), str(Path(path)), overrides)
 
 
 def _arm_name(base_name: str, combo: Mapping[str, Any]) -> str:
@@ -481,13 +564,16 @@ def expand_arms(cfg: ExperimentConfig, source: str = "<config>") -> list[ArmConf
                 continue
             seen.add(key)
             name = "random-init" if not seen - {key} else f"random-init[{arm.name}]"
-            arms.append(arm.model_copy(update={"name": name, "objective": None}))
+            encoder = arm.encoder.model_copy(update={"init": None})  # random-init means it
+            arms.append(
+                arm.model_copy(update={"name": name, "objective": None, "encoder": encoder})
+            )
     return arms
 
 
 def _baseline_key(arm: ArmConfig) -> str:
     """Arms with the same data (and transforms) and encoder share a random-init baseline."""
-    return yaml.safe_dump([arm.data.model_dump(), arm.encoder.model_dump()])
+    return yaml.safe_dump([arm.data.model_dump(), arm.encoder.model_dump(exclude={"init"})])
 
 
 def baseline_of(arms: Sequence[ArmConfig]) -> dict[str, str]:

@@ -355,3 +355,22 @@ def run_finished(run_dir: str, results: dict[str, Any]) -> None:
         ... def run_finished(run_dir, results):
         ...     mlflow.log_metrics(results["metrics"])  # doctest: +SKIP
     """
+
+
+@hookspec
+def experiment_finished(output_dir: str, results: dict[str, Any]) -> None:
+    """Every run of one ``selfsup run`` finished; the experiment summary is written.
+
+    Called once per command on rank 0, after ``results.json``/``results.md`` of the
+    experiment directory are written (also when some runs failed). Trackers use it to
+    attach experiment-level artefacts (the summary, a report).
+
+    Args:
+        output_dir: The experiment directory (``<output_dir>/<name>``).
+        results: ``{"name", "run_dirs": [run directories of this command], "failed": n}``.
+
+    Example:
+        >>> @hookimpl
+        ... def experiment_finished(output_dir, results):
+        ...     print("summary in", output_dir, "of", len(results["run_dirs"]), "runs")
+    """

@@ -37,6 +37,7 @@ FIRST_PARTY: dict[str, str] = {
     "graph": "selfsup-graph",
     "medical": "selfsup-medical",
     "security": "selfsup-security",
+    "tracking": "selfsup-tracking",
 }
 
 

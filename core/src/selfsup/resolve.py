@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ __all__ = [
     "describe_params",
     "explain_unknown",
     "resolve_experiment",
+    "resolve_trackers",
 ]
 
 #: Config section -> registry kind.
@@ -332,6 +333,49 @@ def _modality_warnings(arm: ArmConfig, comps: dict[str, tuple[ComponentRef, Any]
     return [f"arm {arm.name!r}: modalities differ ({shown}); is this intended?"]
 
 
+#: The advice when no plugin opened the ``tracker`` kind.
+TRACKING_INSTALL = (
+    "tracking needs the selfsup-tracking plugin: pip install selfsup-tracking "
+    "(or, from a clone: pip install ./plugins/tracking)"
+)
+
+
+def resolve_trackers(
+    refs: Iterable[ComponentRef], pm: PluginManager
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``tracking`` entries as ``{"id", "params"}`` with full ids, and the problems.
+
+    A short name (``mlflow``) is the tracker whose name it is; an id is looked up as is.
+    """
+    refs = list(refs)
+    if not refs:
+        return [], []
+    if "tracker" not in pm.registry.kinds():
+        return [], [TRACKING_INSTALL]
+    specs = pm.registry.list("tracker")
+    out: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for index, ref in enumerate(refs):
+        where = f"tracking[{index}]"
+        if ":" in ref.id:
+            try:
+                spec = pm.get("tracker", ref.id)
+            except UnknownIdError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+        else:
+            found = [sp for sp in specs if sp.name == ref.id]
+            if len(found) != 1:
+                names = ", ".join(sorted({sp.name for sp in specs})) or "none"
+                why = "is ambiguous" if found else "is not a tracker"
+                problems.append(f"{where}: {ref.id!r} {why}; trackers: {names}")
+                continue
+            spec = found[0]
+        problems.extend(check_params(spec, ref.params, where, pm))
+        out.append({"id": spec.id, "params": dict(ref.params)})
+    return out, problems
+
+
 def resolve_experiment(
     cfg: ExperimentConfig,
     pm: PluginManager | None = None,
@@ -384,13 +428,27 @@ def resolve_experiment(
                     problem(arm.name, text)
             except ImportError as exc:
                 problem(arm.name, f"{role}: {exc}")
+        init = getattr(arm.encoder, "init", None)
+        if init is not None:
+            from selfsup.reuse import ReuseError, find_source
+
+            try:
+                find_source(init.from_)
+            except ReuseError as exc:
+                problem(arm.name, f"encoder.init.from: {exc}")
         warnings.extend(_modality_warnings(arm, comps))
         resolved.append(ResolvedArm(arm=arm, components=comps))
 
+    _, tracker_problems = resolve_trackers(cfg.tracking, pm)
+    for text in tracker_problems:
+        problems.setdefault(("", text), []).append("*")
     if problems:
         lines = []
         for (_, text), arm_names in problems.items():
             names = sorted(set(arm_names), key=arm_names.index)
+            if names == ["*"]:  # experiment-level (tracking)
+                lines.append(text)
+                continue
             label = "arm" if len(names) == 1 else "arms"
             lines.append(f"{label} {', '.join(repr(n) for n in names)}: {text}")
         message = f"{source}: {len(lines)} problem(s) resolving the experiment:\n" + "\n".join(

@@ -33,16 +33,25 @@ set_option = click.option(
 )
 
 
-def load_and_resolve(state: State, path: str, overrides: tuple[str, ...]) -> ResolvedExperiment:
-    """Load, validate and resolve ``path`` with ``--set`` overrides.
+def load_and_resolve(
+    state: State, path: str, overrides: tuple[str, ...], tracking: tuple[str, ...] = ()
+) -> ResolvedExperiment:
+    """Load, validate and resolve ``path`` with ``--set`` overrides (and ``--tracking``).
 
     Raises:
         ConfigError: Any problem, with the file, key path, value and the fix.
     """
-    from selfsup.config import ConfigError, load_config
+    from selfsup.config import ConfigError, TrackerRef, load_config
     from selfsup.resolve import resolve_experiment
 
     cfg = load_config(path, overrides=overrides)
+    if tracking:
+        known = {ref.id for ref in cfg.tracking}
+        try:
+            extra = [TrackerRef.model_validate(name) for name in tracking if name not in known]
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ConfigError(f"--tracking: {exc}") from None
+        cfg = cfg.model_copy(update={"tracking": [*cfg.tracking, *extra]})
     problem = output_dir_problem(cfg.output_dir, cfg.name)
     if problem:
         raise ConfigError(f"{path}: {problem}")

@@ -90,15 +90,44 @@ def _spec_row(spec: ComponentSpec) -> dict[str, Any]:
 @click.argument("kind", required=False)
 @click.option("--modality", "-m", help="Only components of this modality (and 'any').")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the components page of the first-party plugins (docs/components.md).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False),
+    help="With --markdown: write the page to this file instead of printing it.",
+)
 @click.pass_obj
-def list_command(state: State, kind: str | None, modality: str | None, as_json: bool) -> None:
+def list_command(
+    state: State,
+    kind: str | None,
+    modality: str | None,
+    as_json: bool,
+    markdown: bool,
+    out_file: str | None,
+) -> None:
     """List the registered components of one KIND; without KIND, the kinds.
 
     KIND is a kind of component: the core's (encoder, objective, evaluator, dataset,
     views, routine, transform) or one a plugin opened; plurals work too ('selfsup
     list encoders'). 'selfsup list all' lists every component of every kind.
+    'selfsup list --markdown --out docs/components.md' regenerates the components page.
     """
     registry = state.pm.registry
+    if markdown:
+        from selfsup.cli.catalog import components_markdown, write_markdown
+
+        if out_file:
+            state.out.print(f"wrote {write_markdown(state.pm, out_file)}", markup=False)
+        else:
+            click.echo(components_markdown(state.pm), nl=False)
+        return
+    if out_file:
+        raise click.UsageError("--out goes with --markdown")
     if kind is None or kind.strip().lower() == _KINDS_WORD:
         _list_kinds(state, registry, as_json)
         return

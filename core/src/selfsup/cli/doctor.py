@@ -87,6 +87,26 @@ def _selfsup_distributions() -> list[dict[str, str]]:
     return sorted(found.values(), key=lambda d: d["name"])
 
 
+def _thread_info() -> dict[str, Any]:
+    import torch
+
+    from selfsup.engine.threads import (
+        available_cpus,
+        default_threads,
+        oversubscription,
+        physical_cores,
+    )
+
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return {
+        "available_cpus": available_cpus(),
+        "physical_cores": physical_cores(),
+        "torch_default": torch.get_num_threads(),
+        "selfsup_default": default_threads(),
+        "warning": oversubscription(torch.get_num_threads(), processes),
+    }
+
+
 def collect(state: State) -> dict[str, Any]:
     """Everything ``doctor`` reports, as plain data."""
     failed = state.pm.failed()
@@ -98,6 +118,7 @@ def collect(state: State) -> dict[str, Any]:
             "cpus": os.cpu_count(),
         },
         "torch": _torch_info(),
+        "threads": _thread_info(),
         "distributions": _selfsup_distributions(),
         "extras": {name: _version(name) for name in EXTRAS},
         "plugins": {
@@ -126,6 +147,14 @@ def _print(state: State, report: dict[str, Any]) -> None:
     env.add_row(*plain("python", f"{py['version']} ({py['executable']})"))
     env.add_row(*plain("platform", f"{py['platform']}, {py['cpus']} CPUs"))
     env.add_row("torch", f"{tinfo['version']} ({tinfo['threads']} threads)")
+    th = report["threads"]
+    env.add_row(
+        *plain(
+            "threads",
+            f"{th['available_cpus']} usable CPU(s), {th['physical_cores'] or '?'} physical "
+            f"core(s); runs use {th['selfsup_default']} unless train.threads is set",
+        )
+    )
     cuda = _yes(tinfo["cuda_available"])
     if tinfo["cuda_available"]:
         cuda.append(f" CUDA {tinfo['cuda_version']}: {', '.join(tinfo['cuda_devices'])}")
@@ -138,6 +167,8 @@ def _print(state: State, report: dict[str, Any]) -> None:
         backends.append("  ")
     env.add_row("distributed", backends if tinfo["distributed_available"] else _yes(False))
     out.print(env)
+    if th["warning"]:
+        state.warn(f"threads oversubscribed: {th['warning']}")
 
     dists = Table(title="selfsup packages", title_justify="left")
     for column in ("distribution", "version", "plugins"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from selfsup.cli import check, components, doctor, plugins, report, run
+from selfsup.cli import check, components, doctor, export, plugins, report, run
 from selfsup.cli._common import (
     State,
     debug_requested,
@@ -35,6 +35,7 @@ BUILTIN_COMMANDS: dict[str, click.Command] = {
     "run": run.run_command,
     "report": report.report_command,
     "doctor": doctor.doctor_command,
+    "export": export.export_command,
 }
 
 # Commands that show plugin failures themselves (no warning lines before them).

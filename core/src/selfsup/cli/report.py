@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from selfsup.cli._common import State, plain
@@ -35,6 +34,7 @@ def report_command(state: State, run_dir: str, out_dir: str | None, projection: 
     results.json or embeddings.npz) is named in a warning and skipped; the rest of
     the report is written.
     """
+    from selfsup.engine.tables import fitted
     from selfsup.report import build_report, discover_runs, summarise
     from selfsup.report.html import format_cell
 
@@ -44,15 +44,13 @@ def report_command(state: State, run_dir: str, out_dir: str | None, projection: 
         state.warn(message)
     names, rows = summarise(discover_runs(run_dir, warnings=[]))  # warned about above
     if names:
-        table = Table(title=f"results: {Path(run_dir).name}", title_justify="left")
-        table.add_column("arm")
-        table.add_column("seeds")
-        for name in names:
-            table.add_column(name, justify="right")
-        for row in rows:
-            cells = [format_cell(row.get(n)) for n in names]
-            table.add_row(*plain(row["arm"], str(row["seeds"]), *cells))
-        state.out.print(table)
+        columns = [
+            (row["arm"], plain(str(row["seeds"]), *(format_cell(row.get(n)) for n in names)))
+            for row in rows
+        ]
+        title = f"results: {Path(run_dir).name}"
+        labels = plain("seeds", *names)
+        state.out.print(fitted(title, "metric", labels, columns, state.out.width))
     line = Text("report: ", style="bold green")
     line.append(str(target))
     state.out.print(line, soft_wrap=True)

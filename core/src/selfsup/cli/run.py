@@ -33,7 +33,24 @@ __all__ = ["run_command"]
     help="Delete the run directories of the arms and seeds about to run, then run them "
     "afresh; other arms' runs are kept.",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@click.option(
+    "--tracking",
+    multiple=True,
+    metavar="NAME",
+    help="Send the runs to a tracker too (repeatable): tensorboard, mlflow (needs "
+    "selfsup-tracking); adds to the config's 'tracking:'.",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="ARM",
+    help="Run only this arm (repeatable; shell patterns such as 'simclr*' work).",
+)
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bars: one plain line per epoch (for logs, SLURM, CI).",
+)
 @click.pass_obj
 def run_command(
     state: State,
@@ -41,6 +58,8 @@ def run_command(
     overrides: tuple[str, ...],
     resume: bool,
     overwrite: bool,
+    tracking: tuple[str, ...],
+    only: tuple[str, ...],
     no_progress: bool,
 ) -> None:
     """Pretrain and evaluate every arm of EXP.yaml for every seed.
@@ -58,7 +77,7 @@ def run_command(
             "--resume and --overwrite exclude each other: --resume continues the runs in "
             "their run directories, --overwrite deletes them first; choose one"
         )
-    resolved = load_and_resolve(state, experiment, overrides)
+    resolved = load_and_resolve(state, experiment, overrides, tracking=tracking)
     from selfsup.engine.runner import run_experiment
 
     result = run_experiment(
@@ -69,6 +88,7 @@ def run_command(
         pm=state.pm,
         console=state.out,
         progress=not no_progress,
+        only=only,
     )
     output = Path(getattr(result, "output_dir", Path(resolved.config.output_dir)))
     line = Text("done: ", style="bold green")

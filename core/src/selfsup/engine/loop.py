@@ -365,15 +365,44 @@ def _progress(ctx: RunContext, show: bool) -> Iterator[Progress | None]:
         yield bar
 
 
-def _print_epoch(ctx: RunContext, bar: Progress | None, epoch: int, m: dict[str, float]) -> None:
-    if bar is None:
-        return
-    extras = "  ".join(
+def epoch_lines(epoch: int, epochs: int, m: dict[str, float], width: int = 80) -> list[str]:
+    """The epoch summary as lines of at most ``width`` characters, broken between metrics.
+
+    Example:
+        >>> epoch_lines(3, 10, {"loss": 0.5, "items_per_s": 900.0, "epoch_time_s": 1.25})
+        ['  epoch 3/10  loss 0.5000  900 items/s  1.2s']
+    """
+    parts = [
+        f"epoch {epoch}/{epochs}",
+        f"loss {m.get('loss', float('nan')):.4f}",
+        f"{m.get('items_per_s', 0.0):.0f} items/s",
+        f"{m.get('epoch_time_s', 0.0):.1f}s",
+    ]
+    parts += [
         f"{k} {v:.4g}"
         for k, v in m.items()
         if k not in ("loss", "lr", "epoch_time_s", "items_per_s", "grad_norm")
-    )
-    bar.console.print(
-        f"  epoch {epoch}/{ctx.train.epochs}  loss {m.get('loss', float('nan')):.4f}  "
-        f"{m['items_per_s']:.0f} items/s  {m['epoch_time_s']:.1f}s  {extras}".rstrip()
-    )
+    ]
+    lines: list[str] = []
+    line = "  " + parts[0]
+    for part in parts[1:]:
+        if len(line) + 2 + len(part) > width:
+            lines.append(line)
+            line = "      " + part
+        else:
+            line += "  " + part
+    lines.append(line)
+    return [ln.rstrip() for ln in lines]
+
+
+def _print_epoch(ctx: RunContext, bar: Progress | None, epoch: int, m: dict[str, float]) -> None:
+    """One summary per epoch on rank 0, above the bar or, without bars, as plain lines."""
+    if not ctx.runtime.is_main:
+        return
+    console = bar.console if bar is not None else getattr(ctx, "console", None)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+    for line in epoch_lines(epoch, ctx.train.epochs, m, max(console.width, 40)):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)

@@ -191,34 +191,32 @@ class ExperimentResult:
             )
         return "\n".join(lines) + "\n"
 
-    def table(self) -> Any:
-        """The comparison as a :class:`rich.table.Table`: one column per arm, one row per metric.
+    def table(self, width: int | None = None) -> Any:
+        """The comparison for a terminal: one column per arm, one row per metric.
 
         (Transposed from :meth:`markdown`: a terminal fits few arms and many metrics.)
+        Arms keep the config's order; with ``width`` (the console's) the arms are split
+        over several tables rather than squeezed (see :func:`selfsup.engine.tables.fitted`).
         """
-        from rich.table import Table
+        from selfsup.engine.tables import fitted
 
         rows = self.summary()
-        table = Table(title=f"{self.name}: mean ± std over seeds", title_justify="left")
-        table.add_column("metric", style="bold")
-        for row in rows:
-            table.add_column(row["arm"], justify="right", overflow="fold")
-        table.add_row("data", *(str(row["data"] or "-") for row in rows))
-        for name in [*self.metric_names(), "train_time_s"]:
-            table.add_row(name, *(format_stat(row[name]) for row in rows))
+        labels: list[str] = ["data", *self.metric_names(), "train_time_s"]
         primary = self.primary_metric()
-        if primary is not None and any(r["baseline"] for r in rows):
-            table.add_row(f"{primary} vs own random-init", *(_delta(r, primary) for r in rows))
-        table.add_row(
-            "seeds ok",
-            *(
-                f"[red]{r['runs'] - r['failed']}/{r['runs']}[/red]"
-                if r["failed"]
-                else f"{r['runs']}/{r['runs']}"
-                for r in rows
-            ),
-        )
-        return table
+        delta = primary is not None and any(r["baseline"] for r in rows)
+        if delta:
+            labels.append(f"{primary} vs own random-init")
+        labels.append("seeds ok")
+        columns = []
+        for row in rows:
+            cells = [str(row["data"] or "-")]
+            cells += [format_stat(row[name]) for name in [*self.metric_names(), "train_time_s"]]
+            if delta:
+                cells.append(_delta(row, primary))
+            ok = f"{row['runs'] - row['failed']}/{row['runs']}"
+            cells.append(f"[red]{ok}[/red]" if row["failed"] else ok)
+            columns.append((row["arm"], cells))
+        return fitted(f"{self.name}: mean ± std over seeds", "metric", labels, columns, width)
 
     def write(self) -> None:
         """Write ``results.json`` and ``results.md`` into :attr:`output_dir` (atomically)."""

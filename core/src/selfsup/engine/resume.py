@@ -77,6 +77,7 @@ __all__ = [
 #: what it computes. Each is recorded in the resume notice.
 OPERATIONAL_KEYS: dict[str, str] = {
     "source": "where the config file is (a copy elsewhere is the same experiment)",
+    "data.help": "where to get the data: a message, not the data",
     "train.progress": "progress bars are display only",
     "train.log_every": "how often step metrics are logged, not how the model trains",
     "train.threads": "CPU threads compute the same operations",

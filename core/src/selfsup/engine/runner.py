@@ -33,11 +33,12 @@ starts, and never rewritten.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import io
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -52,7 +53,14 @@ from torch import nn
 from torch.utils.data import Subset
 
 from selfsup.components import build_component
-from selfsup.config import ArmConfig, ComponentRef, ExperimentConfig, baseline_of, expand_arms
+from selfsup.config import (
+    ArmConfig,
+    ComponentRef,
+    ConfigError,
+    ExperimentConfig,
+    baseline_of,
+    expand_arms,
+)
 from selfsup.engine.checkpoint import check_fits, load_checkpoint, write_bytes_atomic
 from selfsup.engine.context import RunContext
 from selfsup.engine.metrics import read_metrics
@@ -71,8 +79,11 @@ from selfsup.engine.resume import (
 from selfsup.engine.runinfo import config_record, safe_dir_name, write_config, write_environment
 from selfsup.engine.runtime import Runtime
 from selfsup.engine.seeding import seed_everything
+from selfsup.engine.threads import choose_threads
 from selfsup.interfaces import DataSplits, EvalContext, Transform
 from selfsup.plugins import PluginManager, get_plugin_manager
+from selfsup.resolve import resolve_trackers
+from selfsup.reuse import INPUT_FILE, load_init_state
 from selfsup.specs import ComponentSpec
 
 __all__ = [
@@ -99,6 +110,7 @@ class _Plan:
     specs: dict[str, ComponentSpec]
     evaluators: list[tuple[ComponentRef, ComponentSpec]] = field(default_factory=list)
     baseline: str | None = None
+    trackers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plan(pm: PluginManager, arm: ArmConfig, dirname: str) -> _Plan:
@@ -138,6 +150,7 @@ def run_experiment(
     pm: PluginManager | None = None,
     console: Console | None = None,
     progress: bool = True,
+    only: Sequence[str] = (),
 ) -> ExperimentResult:
     """Run every arm of ``cfg`` for every seed, evaluate, and write the results.
 
@@ -151,7 +164,9 @@ def run_experiment(
             (and only those), then run them afresh; other arms' runs are kept.
         pm: The plugin manager (the process-wide one by default).
         console: Where progress and tables go (a new rich console by default).
-        progress: Show progress bars (rank 0 only).
+        progress: Show progress bars (rank 0 only); without them one line per epoch.
+        only: Run only the arms with these names (shell patterns such as ``simclr*``
+            work); the experiment summary still merges every finished arm.
 
     Returns:
         The runs and their summary (also written to the experiment directory).
@@ -176,10 +191,18 @@ def run_experiment(
     pm = pm or get_plugin_manager()
     console = console or Console()
     arms = expand_arms(cfg, source=source)
-    plans = [_plan(pm, arm, d) for arm, d in zip(arms, _dirnames(arms), strict=True)]
+    pairs = list(zip(arms, _dirnames(arms), strict=True))
+    if only:
+        pairs = _select(pairs, only, source)
+    plans = [_plan(pm, arm, d) for arm, d in pairs]
     baselines = baseline_of(arms)
     for plan in plans:
         plan.baseline = baselines.get(plan.arm.name)
+    trackers, problems = resolve_trackers(cfg.tracking, pm)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    for plan in plans:
+        plan.trackers = trackers
     had_group = dist.is_available() and dist.is_initialized()
     try:
         result, errors = _run_all(cfg, plans, pm, console, source, resume, overwrite, progress)
@@ -269,8 +292,30 @@ def _run_all(
                     f"one with: selfsup report {exp_dir}",
                     path=str(report),
                 )  # fmt: skip
-        console.print(result.table())
+        console.print(result.table(console.width))
+        pm.emit(
+            "experiment_finished",
+            output_dir=str(exp_dir),
+            results={"name": cfg.name, "run_dirs": [str(d) for d in ran], "failed": len(errors)},
+        )
     return result, errors
+
+
+def _select(
+    pairs: list[tuple[ArmConfig, str]], only: Sequence[str], source: str
+) -> list[tuple[ArmConfig, str]]:
+    """The arms named by ``only`` (exact names or shell patterns), in config order.
+
+    Raises:
+        ConfigError: A name or pattern that matches no arm (the arms are listed).
+    """
+    names = [arm.name for arm, _ in pairs]
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            raise ConfigError(
+                f"{source}: --only {pattern!r} matches no arm; the arms are: {', '.join(names)}"
+            )
+    return [(arm, d) for arm, d in pairs if any(fnmatch.fnmatchcase(arm.name, p) for p in only)]
 
 
 def _refuse_existing(exp_dir: Path, plans: list[_Plan], seeds: list[int]) -> None:
@@ -308,7 +353,12 @@ def _load_data(
     if base_key not in cache:
         seed_everything(seed)
         with rt.main_first():
-            cache[base_key] = _build(ref, plan.specs["dataset"], pm)
+            try:
+                cache[base_key] = _build(ref, plan.specs["dataset"], pm)
+            except (OSError, ValueError) as exc:
+                if not ref.help:
+                    raise
+                raise _with_data_help(exc, ref.help) from exc
     data = cache[base_key]
     if not ref.transforms:
         return data, []
@@ -330,6 +380,15 @@ def _load_data(
         data = out
     cache[key] = (data, applied)
     return data, applied
+
+
+def _with_data_help(exc: Exception, help_text: str) -> Exception:
+    """``exc`` with the config's ``data.help`` (where to get the data) appended."""
+    message = f"{exc}. Where to get this data (data.help): {help_text}"
+    try:
+        return type(exc)(message)
+    except Exception:  # an exception class with other arguments
+        return RuntimeError(message)
 
 
 def _run_one(
@@ -363,14 +422,28 @@ def _run_one(
             write_environment(run_dir / "env.json", rt, pm)
         console.print(f"[bold cyan]{arm.name}[/bold cyan] seed {seed} on {rt.device}")
     if arm.train.threads is not None:
-        torch.set_num_threads(arm.train.threads)
+        threads = arm.train.threads
+    else:
+        threads, why = choose_threads()
+        if rt.is_main and rt.device.type == "cpu":
+            console.print(
+                f"  [dim]threads: {threads} ({why}; set train.threads to choose)[/dim]",
+                soft_wrap=True,
+            )
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     data, applied = _load_data(plan, seed, rt, pm, cache)
     if rt.is_main and applied:
         write_json_atomic(applied, run_dir / "transforms.json")
     # Seeded after the (cached) data: a run's initial weights do not depend on which
     # run happened to load the data first (or on runs skipped by --resume).
     seed_everything(seed)
-    encoder = _build(arm.encoder, specs["encoder"], pm).to(rt.device)
+    encoder = _build(arm.encoder, specs["encoder"], pm)
+    if arm.encoder.init is not None:
+        source = load_init_state(arm.encoder.init.from_, encoder)
+        if rt.is_main:
+            console.print(f"  encoder initialised from {source.kind} {source.path}")
+    encoder = encoder.to(rt.device)
     views = _build(arm.views, specs["views"], pm) if arm.views is not None else None
     if isinstance(views, nn.Module):
         views = views.to(rt.device)
@@ -386,7 +459,16 @@ def _run_one(
         "run_started",
         run_dir=str(run_dir),
         config=arm.model_dump(mode="json"),
-        info={"arm": arm.name, "seed": seed, "world_size": rt.world_size, "device": str(rt.device)},
+        info={
+            "arm": arm.name,
+            "seed": seed,
+            "world_size": rt.world_size,
+            "device": str(rt.device),
+            "experiment": experiment,
+            "experiment_dir": str(run_dir.parent.parent),
+            "tracking": [dict(t) for t in plan.trackers],
+            "resumed": resume_state is not None,
+        },
     )
     record: dict[str, Any] = {
         "arm": arm.name, "seed": seed, "data": arm.data.id, "encoder": arm.encoder.id,
@@ -549,6 +631,7 @@ def _save_embeddings(
     try:
         subject = data
         dataset = data.split(split)
+        _write_input_info(dataset, path.parent / INPUT_FILE)
         plain = type(data).embed is DataSplits.embed
         keep = None
         if plain and hasattr(dataset, "__len__") and len(dataset) > MAX_EMBEDDINGS:
@@ -567,6 +650,18 @@ def _save_embeddings(
     except Exception as exc:  # a side product: never fail a finished run over it
         return {"embeddings_error": f"{type(exc).__name__}: {exc}"}
     return {"embeddings": path.name}
+
+
+def _write_input_info(dataset: Any, path: Path) -> None:
+    """Write the shape and dtype of one raw item (what :func:`selfsup.load_encoder` reports)."""
+    try:
+        item = dataset[0]
+    except Exception:  # not map-style (a graph): nothing to say
+        return
+    x = item[0] if isinstance(item, tuple | list) else item
+    if isinstance(x, torch.Tensor):
+        info = {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+        write_json_atomic(info, path)
 
 
 def _epoch_stats(path: Path) -> tuple[int, float]:

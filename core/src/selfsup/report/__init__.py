@@ -3,11 +3,14 @@
 :func:`build_report` reads an experiment directory (``runs/<name>``, holding
 ``<arm>/seed-<n>/`` run directories) or a single run directory:
 
-- ``metrics.jsonl``: loss and metric curves per arm and seed;
+- ``metrics.jsonl``: loss and objective curves per arm (mean over seeds, a ± 1 std
+  band; a log axis or a panel per arm where the losses' scales differ), and the
+  training diagnostics (learning rate, time, throughput) in figures of their own;
 - ``embeddings.npz``: a 2-D projection (PCA by default, t-SNE if scikit-learn is
   installed and asked for) coloured by label, one panel per arm;
-- ``results.json``: the results table, mean ± std over seeds per arm, and the
-  artefacts the evaluators wrote (linked per run; images shown inline).
+- ``results.json``: the results table, mean ± std over seeds per arm (arms in the
+  config's order, settings the evaluators chose shown apart, tables split to fit the
+  page), and the artefacts the evaluators wrote (linked per run; images shown inline).
 
 It writes PNGs and a self-contained ``report.html`` (images embedded), atomically.
 Plotting needs matplotlib, the ``selfsup[report]`` extra.
@@ -66,12 +69,15 @@ def build_report(
     skipped: list[str] = []
     runs = discover_runs(root, skipped)
     require_matplotlib()  # fail early and clearly when matplotlib is missing
+    arms = list(dict.fromkeys(run.arm for run in runs))  # the config's order
     images = [
         p
         for p in (
-            plot_curves(runs, out, "step"),
-            plot_curves(runs, out, "epoch"),
+            plot_curves(runs, out, "step", arms=arms),
+            plot_curves(runs, out, "epoch", arms=arms),
             plot_embeddings(runs, out, projection, skipped),
+            plot_curves(runs, out, "step", diagnostics=True, arms=arms),
+            plot_curves(runs, out, "epoch", diagnostics=True, arms=arms),
         )
         if p is not None
     ]

@@ -15,9 +15,18 @@ __all__ = ["plot_curves", "plot_embeddings", "project_2d", "require_matplotlib"]
 MAX_POINTS = 2000
 
 
-def _curves(runs: list[RunRecord], kind: str) -> dict[str, dict[str, tuple[list, list]]]:
-    """``{metric: {run label: (xs, ys)}}`` from step (or epoch) records."""
-    out: dict[str, dict[str, tuple[list, list]]] = {}
+#: Step/epoch scalars about how training ran, not what it learned: plotted apart.
+DIAGNOSTICS = frozenset(
+    {"lr", "epoch_time_s", "items_per_s", "grad_norm", "step_time_s", "data_time_s", "scale"}
+)
+#: Loss panels whose arms' typical values differ by more than this use a log axis
+#: (or one panel per arm when some values are not positive).
+SCALE_RATIO = 10.0
+
+
+def _curves(runs: list[RunRecord], kind: str) -> dict[str, dict[str, dict[float, list[float]]]]:
+    """``{metric: {arm: {x: [value per seed]}}}`` from step (or epoch) records."""
+    out: dict[str, dict[str, dict[float, list[float]]]] = {}
     for run in runs:
         for record in run.metrics:
             is_epoch = "epoch" in record
@@ -28,12 +37,61 @@ def _curves(runs: list[RunRecord], kind: str) -> dict[str, dict[str, tuple[list,
                 continue
             for key, value in record.items():
                 y = to_float(value)
-                if key in ("step", "epoch") or y is None:
+                if key in ("step", "epoch") or y is None or not math.isfinite(y):
                     continue
-                xs, ys = out.setdefault(key, {}).setdefault(run.label, ([], []))
-                xs.append(x)
-                ys.append(y)
+                out.setdefault(key, {}).setdefault(run.arm, {}).setdefault(x, []).append(y)
     return out
+
+
+def _band(
+    points: dict[float, list[float]],
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """``(xs, mean, low, high)``: the mean over seeds and a band of ± 1 std."""
+    import statistics
+
+    xs = sorted(points)
+    mean = [statistics.fmean(points[x]) for x in xs]
+    std = [statistics.pstdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
+    return (
+        xs,
+        mean,
+        [m - s for m, s in zip(mean, std, strict=True)],
+        [m + s for m, s in zip(mean, std, strict=True)],
+    )
+
+
+def _scale_differs(series: dict[str, dict[float, list[float]]]) -> bool:
+    import statistics
+
+    typical = [
+        abs(statistics.median(v for vs in pts.values() for v in vs)) for pts in series.values()
+    ]
+    typical = [t for t in typical if t > 0]
+    return len(typical) > 1 and max(typical) / min(typical) > SCALE_RATIO
+
+
+def _panels(curves: dict[str, dict[str, dict[float, list[float]]]], keys: list[str]) -> list[Any]:
+    """``(title, {arm: points}, log_y)`` per panel.
+
+    A metric whose typical values differ between arms by more than :data:`SCALE_RATIO`
+    (losses of different objectives) gets a log axis, or one panel per arm when it has
+    values <= 0.
+    """
+    panels: list[Any] = []
+    for key in keys:
+        series = curves[key]
+        if not _scale_differs(series):
+            panels.append((key, series, False))
+        elif all(v > 0 for pts in series.values() for vs in pts.values() for v in vs):
+            panels.append((f"{key} (log scale: the arms' scales differ)", series, True))
+        else:
+            panels += [(f"{key}: {arm}", {arm: pts}, False) for arm, pts in series.items()]
+    return panels
+
+
+def _arm_colours(plt: Any, arms: list[str]) -> dict[str, Any]:
+    palette = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20")
+    return {arm: palette(i % palette.N) for i, arm in enumerate(arms)}
 
 
 def require_matplotlib() -> Any:
@@ -58,41 +116,66 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_curves(runs: list[RunRecord], out_dir: Path, kind: str) -> Path | None:
-    """One PNG with a panel per logged metric, a line per run; ``None`` if nothing logged."""
+def plot_curves(
+    runs: list[RunRecord],
+    out_dir: Path,
+    kind: str,
+    diagnostics: bool = False,
+    arms: list[str] | None = None,
+) -> Path | None:
+    """One PNG, a panel per metric, per arm the mean over seeds with a ± 1 std band.
+
+    Args:
+        runs: The runs of the report.
+        out_dir: Where the PNG is written.
+        kind: ``"step"`` or ``"epoch"`` records.
+        diagnostics: Plot the training diagnostics (:data:`DIAGNOSTICS`: learning
+            rate, time, throughput) instead of the quality metrics (loss and the
+            objective's terms).
+        arms: The arms in the order of the legend (the config's); others follow.
+
+    Returns:
+        ``curves_<kind>s.png`` (``diagnostics_<kind>s.png``), or ``None`` if nothing logged.
+    """
     curves = _curves(runs, kind)
+    curves = {k: v for k, v in curves.items() if (k in DIAGNOSTICS) == diagnostics}
     if not curves:
         return None
     plt = require_matplotlib()
     keys = (["loss"] if "loss" in curves else []) + sorted(k for k in curves if k != "loss")
-    keys = keys[:9]
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
+    panels = _panels(curves, keys)[:12]
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(4.5 * cols, 3.2 * rows + 0.6), squeeze=False, layout="constrained"
+        rows, cols, figsize=(4.5 * cols, 3.2 * rows + 0.8), squeeze=False, layout="constrained"
     )
-    # One colour per run across every panel (a metric logged by only some runs must not
-    # restart the colour cycle), and one legend for the figure.
-    labels = sorted({label for series in curves.values() for label in series})
-    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colour = {label: palette(i % palette.N) for i, label in enumerate(labels)}
-    for ax, key in zip(axes.flat, keys, strict=False):
-        for label, (xs, ys) in sorted(curves[key].items()):
-            marker = "o" if kind == "epoch" and len(xs) < 30 else None
-            ax.plot(xs, ys, label=label, color=colour[label], marker=marker)
-        ax.set_title(key)
+    seen = {arm for series in curves.values() for arm in series}
+    order = [a for a in (arms or []) if a in seen] + sorted(seen - set(arms or []))
+    colour = _arm_colours(plt, order)
+    for ax, (title, series, log_y) in zip(axes.flat, panels, strict=False):
+        for arm in [a for a in order if a in series]:
+            xs, mean, low, high = _band(series[arm])
+            few = len(xs) < 30
+            ax.plot(xs, mean, color=colour[arm], marker="o" if few else None, markersize=4)
+            if any(h > lo for lo, h in zip(low, high, strict=True)):
+                ax.fill_between(xs, low, high, color=colour[arm], alpha=0.2, linewidth=0)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize="medium")
         ax.set_xlabel(kind)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys) :]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], color=colour[label], marker="o", label=label) for label in labels]
+    handles = [plt.Line2D([], [], color=colour[arm], marker="o", label=arm) for arm in order]
     fig.legend(
-        handles=handles, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small"
+        handles=handles, loc="outside lower center", ncols=min(4, len(order)), fontsize="small"
     )
-    fig.suptitle(f"training curves (per {kind})")
+    what = "training diagnostics" if diagnostics else "training curves"
+    fig.suptitle(f"{what} per {kind} (train split): mean over seeds, band ± 1 std")
+    name = f"{'diagnostics' if diagnostics else 'curves'}_{kind}s.png"
     try:
-        return _save(fig, out_dir / f"curves_{kind}s.png")
+        return _save(fig, out_dir / name)
     finally:
         plt.close(fig)
 
@@ -131,8 +214,8 @@ def _read_npz(path: Path) -> dict[str, Any]:
     return arrays
 
 
-def _load_embeddings(path: Path) -> tuple[Any, Any]:
-    """``(features [N, D], labels [N] or None)`` from a run's ``embeddings.npz``.
+def _load_embeddings(path: Path) -> tuple[Any, Any, str | None]:
+    """``(features [N, D], labels [N] or None, split)`` from a run's ``embeddings.npz``.
 
     Raises:
         ValueError: The file cannot be read or holds no 2-D array (says why).
@@ -148,7 +231,8 @@ def _load_embeddings(path: Path) -> tuple[Any, Any]:
         raise ValueError(f"no non-empty 2-D embedding array (keys: {', '.join(arrays) or 'none'})")
     if labels is not None and (labels.ndim != 1 or len(labels) != len(feats)):
         labels = None  # not one class per item (a label map, a multi-label vector)
-    return feats, labels
+    split = arrays.get("split")
+    return feats, labels, (str(split) if split is not None and split.ndim == 0 else None)
 
 
 def project_2d(feats: Any, method: str = "pca", seed: int = 0) -> Any:
@@ -191,11 +275,13 @@ def plot_embeddings(
     import numpy as np
 
     chosen: dict[str, tuple[RunRecord, Any, Any]] = {}
+    splits: set[str] = set()
     for run in runs:
         if run.embeddings is None or run.arm in chosen:
             continue
         try:
-            feats, labels = _load_embeddings(run.embeddings)
+            feats, labels, split = _load_embeddings(run.embeddings)
+            splits.add(split or "unknown")
         except (OSError, ValueError) as exc:
             if warnings is not None:
                 warnings.append(
@@ -233,7 +319,11 @@ def plot_embeddings(
     # Embeddings of datasets without one class per item (segmentation, unlabelled)
     # are saved without labels: those panels are plain scatters.
     how = "coloured by label" if labelled == len(chosen) else "coloured by label where known"
-    fig.suptitle(f"embeddings, {method.upper()} to 2-D, {how if labelled else 'no labels'}")
+    split = ", ".join(sorted(splits))
+    fig.suptitle(
+        f"{split} split embeddings (first seed per arm), {method.upper()} to 2-D, "
+        f"{how if labelled else 'no labels'}"
+    )
     try:
         return _save(fig, out_dir / f"embeddings_{method}.png")
     finally:

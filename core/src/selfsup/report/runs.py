@@ -18,7 +18,31 @@ from typing import Any
 
 from selfsup.engine.metrics import read_metrics
 
-__all__ = ["RunRecord", "discover_runs", "summarise", "to_float", "write_atomic"]
+__all__ = [
+    "SETTING_SUFFIXES",
+    "RunRecord",
+    "arm_order",
+    "discover_runs",
+    "is_setting",
+    "summarise",
+    "to_float",
+    "write_atomic",
+]
+
+#: Results whose name ends so are settings an evaluator chose on validation data
+#: (``knn_k``, ``linear_weight_decay``), shown as settings, never as mean ± std.
+SETTING_SUFFIXES = ("_k", "weight_decay", "_lr", "_C", "_alpha", "_epochs", "_temperature")
+
+
+def is_setting(name: str) -> bool:
+    """Whether a result named ``name`` is a chosen setting, not a quality metric.
+
+    Example:
+        >>> is_setting("knn_k"), is_setting("linear_weight_decay"), is_setting("knn_acc")
+        (True, True, False)
+    """
+    return name.endswith(SETTING_SUFFIXES)
+
 
 _RUN_FILES = ("metrics.jsonl", "embeddings.npz", "results.json")
 
@@ -194,7 +218,36 @@ def discover_runs(root: str | Path, warnings: list[str] | None = None) -> list[R
             f"{root}: no run found (a run directory holds {', '.join(_RUN_FILES)}); "
             "pass runs/<experiment> or one of its <arm>/seed-<n> directories"
         )
-    return runs
+    order = arm_order(root, runs)
+    rank = {arm: i for i, arm in enumerate(order)}
+    return sorted(runs, key=lambda r: (rank.get(r.arm, len(rank)), r.seed is None, r.seed or 0))
+
+
+def arm_order(root: Path, runs: list[RunRecord]) -> list[str]:
+    """The arms in the config's order: the experiment's ``results.json`` lists them so.
+
+    Arms it does not list (or every arm, without that file) follow in the order of
+    their run directories' modification time, oldest first (the order they ran).
+    """
+    listed: list[str] = []
+    summary = root / "results.json"
+    if summary.is_file():
+        try:
+            data = json.loads(summary.read_text(encoding="utf-8"))
+            arms = data.get("arms") if isinstance(data, dict) else None
+            listed = [str(a["arm"]) for a in arms or [] if isinstance(a, dict) and "arm" in a]
+        except (OSError, ValueError):
+            listed = []
+    rest: dict[str, float] = {}
+    for run in runs:
+        if run.arm not in listed:
+            when = (
+                (run.path / "config.yaml").stat().st_mtime
+                if (run.path / "config.yaml").is_file()
+                else 0.0
+            )
+            rest[run.arm] = min(rest.get(run.arm, when), when)
+    return [*dict.fromkeys(listed), *sorted(rest, key=lambda a: (rest[a], a))]
 
 
 def summarise(runs: list[RunRecord]) -> tuple[list[str], list[dict[str, Any]]]:
