@@ -142,6 +142,8 @@ class PluginManager:
         self._registry: Registry | None = None
         self._warned_events: set[tuple[str, str]] = set()
         self._lost_kinds: dict[str, str] = {}  # kind -> the failed plugin that opened it
+        #: Contributions to kinds no loaded plugin opens: (plugin, kind, name, why).
+        self._dormant: list[tuple[str, str, str, str]] = []
         if load_entrypoints:
             self.load_entrypoints()
 
@@ -360,10 +362,11 @@ class PluginManager:
 
         Components of a kind whose opener fails later (in another hook) were accepted
         meanwhile; collecting again (without the failed plugin, which is unregistered)
-        reports them as contributions to an unknown kind.
+        sets them aside as dormant contributions (see :meth:`dormant`).
         """
         while True:
             registry = Registry()
+            self._dormant = []
             if not self._collect(registry):
                 return registry
 
@@ -417,13 +420,25 @@ class PluginManager:
             plugin = _registering(hook)
             try:
                 record = registry.coerce(spec, hook, kind)
-            except UnknownKindError as exc:
-                owner = self._lost_kinds.get(getattr(spec, "kind", ""))
-                if owner is None:
+            except UnknownKindError:
+                if kind is not None:  # a core kind's own hook: always open
                     raise
-                raise UnknownKindError(
-                    f"{exc} (plugin {owner!r} opens it but failed to load: see 'selfsup plugins')"
-                ) from None
+                # ``register_components`` to a kind nobody opens (its owner is not
+                # installed, disabled or failed): set aside, not an error, so that
+                # optional integrations (audio's triggers without selfsup-security)
+                # cost nothing; listed by 'selfsup plugins' and 'selfsup doctor'.
+                wanted = str(getattr(spec, "kind", ""))
+                owner = self._lost_kinds.get(wanted)
+                close = difflib.get_close_matches(wanted, list(registry.kinds()), n=1)
+                why = (
+                    f"plugin {owner!r} opens it but failed to load"
+                    if owner
+                    else f"no loaded plugin opens it; did you mean {close[0]!r}?"
+                    if close
+                    else "no loaded plugin opens it"
+                )
+                self._dormant.append((plugin, wanted, getattr(spec, "name", "?"), why))
+                return
             registry.add(replace(record, plugin=plugin))
 
         return register
@@ -435,6 +450,17 @@ class PluginManager:
     def kinds(self) -> dict[str, KindSpec]:
         """Every known kind: the core's and those opened by plugins (see :class:`KindSpec`)."""
         return self.registry.kinds()
+
+    def dormant(self) -> list[tuple[str, str, str, str]]:
+        """Contributions set aside because their kind is not open, after building the registry.
+
+        Each is ``(plugin, kind, name, why)``: a plugin's ``register_components`` offered a
+        component of a kind that no loaded plugin opens (for example ``audio:tone`` of
+        kind ``trigger`` without selfsup-security). They are not errors; they become
+        components as soon as the plugin that opens the kind is installed.
+        """
+        self.failed()  # builds the registry
+        return list(self._dormant)
 
     def failed(self) -> list[PluginInfo]:
         """Plugins that failed to load, after building the registry."""

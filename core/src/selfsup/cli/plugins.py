@@ -24,6 +24,9 @@ def plugin_rows(state: State) -> list[dict[str, Any]]:
     """One plain dict per plugin: name, distribution, version, status, hooks, counts."""
     pm = state.pm
     failed = {i.name for i in pm.failed()}  # builds the registry first
+    dormant: dict[str, list[str]] = {}
+    for plugin, kind, name, why in pm.dormant():
+        dormant.setdefault(plugin, []).append(f"{plugin}:{name} (kind {kind!r}: {why})")
     counts: dict[str, Counter[str]] = {}
     for spec in pm.registry.all():
         counts.setdefault(spec.plugin, Counter())[spec.kind] += 1
@@ -40,6 +43,7 @@ def plugin_rows(state: State) -> list[dict[str, Any]]:
                 "components": dict(sorted(counts.get(name, Counter()).items())),
                 "error": info.error,
                 "message": info.one_line_error() if name in failed else "",
+                "dormant": dormant.get(name, []),
             }
         )
     return rows
@@ -80,5 +84,13 @@ def plugins_command(state: State, as_json: bool) -> None:
             line = Text("failed: ", style="bold red")
             line.append(row["message"])
             state.out.print(line, soft_wrap=True)
+    waiting = [item for row in rows for item in row["dormant"]]
+    if waiting:
+        state.out.print(
+            f"not active: {len(waiting)} contribution(s) to kinds that no loaded plugin "
+            f"opens (install the plugin that opens the kind): {', '.join(waiting)}",
+            soft_wrap=True,
+            style="dim",
+        )
     if not rows:
         state.out.print("No plugins found: is selfsup installed (pip install selfsup)?")
