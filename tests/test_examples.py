@@ -19,6 +19,9 @@ PLUGIN_MODULES = {
     "vision": "selfsup_vision",
     "graph": "selfsup_graph",
     "security": "selfsup_security",
+    "audio": "selfsup_audio",
+    "medical": "selfsup_medical",
+    "tracking": "selfsup_tracking",
 }
 
 
