@@ -1,0 +1,353 @@
+"""Few-label segmentation fine-tuning scored with MONAI's Dice (``medical:segmentation``).
+
+Protocol (recorded in ``results.json`` through ``ctx.record``):
+
+1. ``budget`` labelled crops are drawn (seeded by the run's seed) from the train split
+   among crops with at least ``min_foreground`` labelled foreground voxels. The same
+   seed draws the same crops for every arm, so a pretrained encoder and the same
+   encoder from random init get exactly the same labels.
+2. A copy of the encoder (the run's encoder is left unchanged for later evaluators)
+   gets a UNETR/SwinUNETR-style decoder (:class:`~.decoder.SegmentationNet`) and the
+   pair is fine-tuned for a fixed ``steps`` with AdamW on MONAI's ``DiceCELoss``
+   (random ``roi_size`` sub-crops and flips of the labelled crops). There is no
+   model selection: the step budget is fixed beforehand, so the test split is
+   touched once.
+3. Every test volume is segmented with ``monai.inferers.sliding_window_inference``
+   (``roi_size`` windows, ``overlap`` 0.5, Gaussian blending); windows run on the
+   run's device and are stitched on the CPU when the volume's logits exceed
+   ``cpu_stitch_voxels`` (large volumes on a GPU).
+4. MONAI's ``DiceMetric(include_background=False, ignore_empty=True)`` scores the
+   argmax masks per foreground class over the test volumes. Empty regions: a class
+   absent from a volume's ground truth is ignored for that volume (NaN, not 1 or 0);
+   ``dice_mean`` is the mean over the classes present, and ``regions_scored`` says
+   how many there were.
+
+Masks are written as NIfTI artefacts (``pred_<i>.nii.gz`` on the volume's grid) and
+as a PNG of three orthogonal slices (image, ground truth, prediction).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+from selfsup.interfaces import DataSplits, EvalContext
+from torch import Tensor, nn
+
+from selfsup_medical.evaluators.decoder import RawLinear, SegmentationNet
+
+__all__ = ["SegmentationFinetune", "class_names", "pick_crops", "test_volumes", "write_nifti"]
+
+_ID = "medical:segmentation"
+
+
+def _require(data: DataSplits) -> None:
+    if data.task != "segmentation" or data.num_classes < 2:
+        raise ValueError(
+            f"{_ID}: needs a segmentation dataset (task 'segmentation', >= 2 classes), got "
+            f"task={data.task!r} with num_classes={data.num_classes}; use medical:colin27-aal "
+            "or medical:nifti-folder with label maps"
+        )
+    if data.test is None:
+        raise ValueError(f"{_ID}: the dataset has no test split to score")
+
+
+def class_names(meta: dict[str, Any], num_classes: int) -> list[str]:
+    """``meta["class_names"]`` when it fits, else ``class_0 .. class_{K-1}``."""
+    names = meta.get("class_names")
+    if isinstance(names, list | tuple) and len(names) == num_classes:
+        return [str(n) for n in names]
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def test_volumes(data: DataSplits) -> Any:
+    """The whole test volumes (``meta["volumes"]["test"]``), else the test split's items."""
+    volumes = data.meta.get("volumes", {})
+    return volumes.get("test") if isinstance(volumes, dict) and "test" in volumes else data.test
+
+
+def write_nifti(path: Path, mask: Tensor, meta: dict[str, Any], index: int) -> None:
+    """Write a label map as NIfTI (atomically) on the volume's grid.
+
+    The affine is ``meta["affines"]["test"][index]`` when the dataset gives one, else a
+    diagonal of ``meta["spacing_mm"]`` (1 mm when absent).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    affines = meta.get("affines", {})
+    affine = affines.get("test", [None] * (index + 1))[index] if isinstance(affines, dict) else None
+    if affine is None:
+        affine = np.diag([float(meta.get("spacing_mm", 1.0))] * 3 + [1.0])
+    image = nib.Nifti1Image(mask.cpu().numpy().astype(np.uint8), np.asarray(affine, float))
+    tmp = path.with_name(path.name + ".tmp.nii.gz")
+    nib.save(image, str(tmp))
+    os.replace(tmp, path)
+
+
+def write_slices(path: Path, image: Tensor, label: Tensor, pred: Tensor, k: int) -> bool:
+    """A PNG of the three central orthogonal slices: image, truth, prediction.
+
+    Returns ``False`` (and writes nothing) when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is optional
+        return False
+    fig, axes = plt.subplots(3, 3, figsize=(9, 9))
+    centre = [s // 2 for s in image.shape]
+    for axis in range(3):
+        pick = [slice(None)] * 3
+        pick[axis] = centre[axis]  # type: ignore[call-overload]
+        for col, (vol, cmap) in enumerate(((image, "gray"), (label, "tab10"), (pred, "tab10"))):
+            plane = vol[tuple(pick)].float().cpu().numpy().T
+            kwargs = {"vmin": 0, "vmax": max(k - 1, 1)} if col else {}
+            axes[axis, col].imshow(plane, cmap=cmap, origin="lower", **kwargs)
+            axes[axis, col].axis("off")
+    for col, title in enumerate(("image", "ground truth", "prediction")):
+        axes[0, col].set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def pick_crops(train: Any, budget: int, min_foreground: float, seed: int) -> list[int]:
+    """Indices of ``budget`` labelled train crops with enough foreground (seeded order).
+
+    Raises:
+        ValueError: Fewer than ``budget`` crops qualify.
+    """
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    chosen = []
+    for i in order:
+        _, y = train[i]
+        if not isinstance(y, Tensor) or y.dim() != 3:
+            continue
+        if float((y > 0).float().mean()) >= min_foreground:
+            chosen.append(i)
+            if len(chosen) == budget:
+                return chosen
+    raise ValueError(
+        f"{_ID}: only {len(chosen)} train crops have labels with >= {min_foreground:.0%} "
+        f"foreground, budget={budget}; lower budget or min_foreground"
+    )
+
+
+def _sub_crop(x: Tensor, y: Tensor, roi: tuple[int, ...], gen: torch.Generator) -> tuple:
+    """A random ``roi`` window (padded at the end if the crop is smaller) and flips."""
+    pad = [max(0, r - s) for r, s in zip(roi, x.shape[1:], strict=True)]
+    if any(pad):
+        spec = [p for side in reversed(pad) for p in (0, side)]
+        x = torch.nn.functional.pad(x, spec)
+        y = torch.nn.functional.pad(y, spec)
+    starts = [
+        int(torch.randint(0, s - r + 1, (1,), generator=gen))
+        for s, r in zip(x.shape[1:], roi, strict=True)
+    ]
+    win = tuple(slice(a, a + r) for a, r in zip(starts, roi, strict=True))
+    x, y = x[(slice(None), *win)], y[win]
+    for axis in range(3):
+        if float(torch.rand(1, generator=gen)) < 0.5:
+            x, y = x.flip(axis + 1), y.flip(axis)
+    return x, y
+
+
+class SegmentationFinetune:
+    """Fine-tune encoder + UNETR-style decoder on a few labelled crops; Dice on the test split.
+
+    Args:
+        budget: Number of labelled crops (the label budget).
+        steps: Optimiser steps (fixed; no model selection).
+        batch_size: Crops per step.
+        lr: AdamW learning rate of the decoder.
+        encoder_lr_scale: Encoder learning rate as a fraction of ``lr`` (0 freezes it).
+        weight_decay: AdamW weight decay.
+        roi_size: Side of the training windows and of the sliding window; ``None``
+            uses the train crops' size (rounded up to the encoder's size multiple).
+        decoder_width: Width of the decoder's finest level.
+        overlap: Sliding-window overlap (MONAI tutorials: 0.5).
+        sw_batch_size: Windows per forward pass.
+        cpu_stitch_voxels: Stitch on the CPU when ``classes * voxels`` of a test volume
+            exceeds this (only matters on an accelerator).
+        min_foreground: Minimum labelled-foreground fraction of a chosen crop.
+        save_masks: Write NIfTI masks and PNG slices as artefacts.
+        model: ``"unetr"`` (the encoder + decoder) or ``"raw-linear"``: the baseline
+            that ignores the encoder, a linear classifier of each voxel's raw 3^3
+            intensity neighbourhood trained and scored the same way.
+    """
+
+    def __init__(
+        self,
+        budget: Annotated[int, Field(ge=1)] = 2,
+        steps: Annotated[int, Field(ge=1)] = 100,
+        batch_size: Annotated[int, Field(ge=1)] = 2,
+        lr: Annotated[float, Field(gt=0)] = 2e-3,
+        encoder_lr_scale: Annotated[float, Field(ge=0)] = 0.5,
+        weight_decay: Annotated[float, Field(ge=0)] = 1e-5,
+        roi_size: Annotated[int, Field(ge=4)] | None = None,
+        decoder_width: Annotated[int, Field(ge=2)] = 16,
+        overlap: Annotated[float, Field(ge=0, lt=1)] = 0.5,
+        sw_batch_size: Annotated[int, Field(ge=1)] = 4,
+        cpu_stitch_voxels: Annotated[int, Field(ge=1)] = 2**27,
+        min_foreground: Annotated[float, Field(ge=0, le=1)] = 0.05,
+        save_masks: bool = True,
+        model: Literal["unetr", "raw-linear"] = "unetr",
+    ) -> None:
+        self.budget, self.steps, self.batch_size = budget, steps, batch_size
+        self.lr, self.encoder_lr_scale, self.weight_decay = lr, encoder_lr_scale, weight_decay
+        self.roi_size, self.decoder_width = roi_size, decoder_width
+        self.overlap, self.sw_batch_size = overlap, sw_batch_size
+        self.cpu_stitch_voxels, self.min_foreground = cpu_stitch_voxels, min_foreground
+        self.save_masks, self.model = save_masks, model
+
+    def _roi(self, encoder: nn.Module, crop_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        k = int(getattr(encoder, "size_multiple", 1) or 1)
+        sides = (self.roi_size,) * 3 if self.roi_size else crop_shape
+        roi = tuple(max(k, math.ceil(int(s) / k) * k) for s in sides)
+        return roi  # type: ignore[return-value]
+
+    def finetune(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> nn.Module:
+        """Fine-tune a copy of ``encoder`` with a decoder; returns the segmentation net."""
+        device = ctx.runtime.device
+        picked = pick_crops(data.train, self.budget, self.min_foreground, ctx.seed)
+        crops = [data.train[i] for i in picked]
+        self.roi = self._roi(encoder, tuple(crops[0][0].shape[1:]))
+        self.picked, self.seed = picked, ctx.seed
+        torch.manual_seed(ctx.seed)
+        if self.model == "raw-linear":
+            in_chans = int(crops[0][0].shape[0])
+            raw = RawLinear(in_chans, data.num_classes).to(device).train()
+            return self._fit(raw, [{"params": list(raw.parameters()), "lr": self.lr}], crops, ctx)
+        net = SegmentationNet(copy.deepcopy(encoder), data.num_classes, self.decoder_width)
+        net = net.to(device).train()
+        groups = [{"params": list(net.decoder.parameters()), "lr": self.lr}]
+        if self.encoder_lr_scale > 0:
+            groups.append(
+                {"params": list(net.encoder.parameters()), "lr": self.lr * self.encoder_lr_scale}
+            )
+        else:
+            net.encoder.requires_grad_(False)
+        return self._fit(net, groups, crops, ctx)
+
+    def _fit(
+        self, net: nn.Module, groups: list[dict[str, Any]], crops: list[Any], ctx: EvalContext
+    ) -> nn.Module:
+        """The fixed-budget training loop (DiceCE, AdamW, random windows and flips)."""
+        from monai.losses import DiceCELoss
+
+        device = next(net.parameters()).device
+        roi = self.roi
+        opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.steps):
+            pick = torch.randint(0, len(crops), (self.batch_size,), generator=gen).tolist()
+            pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen) for i in pick]
+            x = torch.stack([p[0] for p in pairs]).to(device)
+            y = torch.stack([p[1] for p in pairs])[:, None].to(device)
+            with ctx.runtime.autocast():
+                logits = net(x)
+            loss = loss_fn(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        self.final_loss = float(loss.detach())
+        return net.eval()
+
+    @torch.no_grad()
+    def predict(self, net: nn.Module, image: Tensor, ctx: EvalContext) -> Tensor:
+        """Sliding-window logits ``[1, K, D, H, W]`` of one volume ``[C, D, H, W]``."""
+        from monai.inferers import sliding_window_inference
+
+        device = ctx.runtime.device
+        classes = int(net.num_classes)
+        large = classes * image[0].numel() > self.cpu_stitch_voxels
+        stitch = torch.device("cpu") if large else device
+        self.stitch = str(stitch)
+        with ctx.runtime.autocast():
+            logits = sliding_window_inference(
+                image[None].to(stitch),
+                roi_size=self.roi,
+                sw_batch_size=self.sw_batch_size,
+                predictor=net,
+                overlap=self.overlap,
+                mode="gaussian",
+                sw_device=device,
+                device=stitch,
+            )
+        return torch.as_tensor(logits).float()
+
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
+        """Fine-tune, segment the test split and return Dice per region and mean."""
+        from monai.metrics import DiceMetric
+
+        _require(data)
+        net = self.finetune(encoder, data, ctx)
+        k = data.num_classes
+        metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
+        names = class_names(data.meta, k)
+        volumes = test_volumes(data)
+        for index in range(len(volumes)):
+            image, label = volumes[index]
+            if not isinstance(label, Tensor):
+                raise ValueError(f"{_ID}: test volume {index} has no label map to score")
+            pred = self.predict(net, image, ctx).argmax(1).cpu()  # [1, D, H, W]
+            onehot = torch.nn.functional.one_hot(pred, k).permute(0, 4, 1, 2, 3)
+            truth = torch.nn.functional.one_hot(label[None].clamp_min(0).long(), k)
+            metric(y_pred=onehot, y=truth.permute(0, 4, 1, 2, 3))
+            if self.save_masks and ctx.is_main and index < 4:
+                self._artefacts(ctx, data, index, image, label, pred[0])
+        per_class = metric.aggregate().cpu()  # [k - 1], NaN where no volume had the class
+        metric.reset()
+        out = {f"dice_{names[c + 1]}": float(v) for c, v in enumerate(per_class) if not v.isnan()}
+        present = per_class[~per_class.isnan()]
+        out["dice_mean"] = float(present.mean()) if len(present) else 0.0
+        out["regions_scored"] = float(len(present))
+        ctx.record(
+            protocol={
+                "budget_crops": self.budget,
+                "crop_indices": self.picked,
+                "steps": self.steps,
+                "batch_size": self.batch_size,
+                "roi_size": list(self.roi),
+                "loss": "monai DiceCELoss (softmax, one-hot)",
+                "inference": "monai sliding_window_inference, overlap "
+                f"{self.overlap}, gaussian blending",
+                "stitching_device": getattr(self, "stitch", "none"),
+                "metric": "monai DiceMetric(include_background=False, ignore_empty=True)",
+                "empty_regions": "a region absent from a test volume's ground truth is "
+                "ignored for that volume; dice_mean averages the regions present",
+                "model_selection": "none: fixed step budget, test split scored once",
+                "final_train_loss": self.final_loss,
+            }
+        )
+        return out
+
+    def _artefacts(
+        self,
+        ctx: EvalContext,
+        data: DataSplits,
+        index: int,
+        image: Tensor,
+        label: Tensor,
+        pred: Tensor,
+    ) -> None:
+        path = ctx.artefact_path(f"pred_{index}.nii.gz")
+        write_nifti(path, pred, data.meta, index)
+        ctx.add_artefact(path, kind="nifti", caption=f"predicted regions, test volume {index}")
+        png = ctx.artefact_path(f"pred_{index}.png")
+        if write_slices(png, image[0], label, pred, data.num_classes):
+            ctx.add_artefact(
+                png, kind="image", caption=f"image / truth / prediction, volume {index}"
+            )

@@ -1,0 +1,178 @@
+"""Pieces shared by the 3-D objectives: input checks, resizing, heads and volume masks.
+
+Every objective receives what the arm's view maker made: a list of volume batches
+``[B, C, D, H, W]`` (``medical:crops`` gives two), a single batch, or a dict with an
+``"input"`` batch (and optionally a ``"mask"``). :func:`volumes_of` accepts all three.
+Objectives that decode (restoration, inpainting, local contrast) need the encoder's
+multi-scale ``feature_maps`` and its ``feature_channels`` / ``feature_strides``
+attributes (:func:`require_feature_maps` names what is missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Projector",
+    "cube_mask",
+    "fit_size",
+    "minmax",
+    "require_feature_maps",
+    "resize",
+    "rot90_batch",
+    "volumes_of",
+]
+
+
+def volumes_of(owner: str, views: Any) -> list[Tensor]:
+    """The views as a list of ``[B, C, D, H, W]`` float batches.
+
+    Args:
+        owner: The objective's id, for messages.
+        views: A tensor, a list/tuple of tensors, or a dict with an ``"input"`` tensor.
+
+    Raises:
+        TypeError: Something other than volume tensors.
+        ValueError: A tensor that is not 5-D, or views of different batch sizes.
+    """
+    if isinstance(views, dict):
+        if "input" not in views:
+            raise TypeError(
+                f"{owner}: a dict of views needs an 'input' volume batch, got keys {sorted(views)}"
+            )
+        views = [views["input"]]
+    elif isinstance(views, Tensor):
+        views = [views]
+    if not isinstance(views, list | tuple) or not views:
+        raise TypeError(
+            f"{owner}: expected volume batches [B, C, D, H, W] (use views: medical:crops), "
+            f"got {type(views).__name__}"
+        )
+    out = []
+    for i, v in enumerate(views):
+        if not isinstance(v, Tensor) or v.dim() != 5:
+            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise ValueError(
+                f"{owner}: view {i} must be a volume batch [B, C, D, H, W], got {shape}; "
+                "use a 3-D view maker such as medical:crops"
+            )
+        if v.shape[0] != views[0].shape[0]:
+            raise ValueError(f"{owner}: views have different batch sizes")
+        out.append(v if v.is_floating_point() else v.float())
+    return out
+
+
+def require_feature_maps(owner: str, encoder: nn.Module) -> tuple[list[int], list[int]]:
+    """The encoder's ``(feature_channels, feature_strides)``, or a clear error.
+
+    Raises:
+        TypeError: The encoder does not declare multi-scale 3-D feature maps.
+    """
+    module = getattr(encoder, "module", encoder)  # DDP-wrapped
+    channels = getattr(module, "feature_channels", None)
+    strides = getattr(module, "feature_strides", None)
+    if not channels or not strides or len(channels) != len(strides):
+        raise TypeError(
+            f"{owner}: encoder {type(module).__name__} declares no 3-D feature maps "
+            "(feature_channels / feature_strides); this objective decodes them, so use "
+            "medical:swin, medical:resnet3d, medical:unet-encoder or medical:vit3d"
+        )
+    return [int(c) for c in channels], [int(s) for s in strides]
+
+
+def feature_maps_of(owner: str, out: Any, count: int) -> tuple[Tensor, ...]:
+    """``out.feature_maps`` with ``count`` 5-D maps, or a clear error."""
+    maps = getattr(out, "feature_maps", None)
+    if maps is None or len(maps) != count or any(m.dim() != 5 for m in maps):
+        raise ValueError(
+            f"{owner}: the encoder returned no (or the wrong number of) 3-D feature maps; "
+            f"expected {count} maps [B, C_i, D_i, H_i, W_i]"
+        )
+    return tuple(maps)
+
+
+def fit_size(encoder: nn.Module, size: Sequence[int]) -> tuple[int, ...]:
+    """The input size closest to ``size`` that ``encoder`` accepts.
+
+    An encoder with a fixed ``img_size`` (a ViT's position embeddings) gets that size;
+    otherwise each side is rounded up to the encoder's ``size_multiple``.
+    """
+    module = getattr(encoder, "module", encoder)
+    fixed = getattr(module, "img_size", None)
+    if fixed is not None:
+        fixed = (fixed,) * 3 if isinstance(fixed, int) else tuple(int(s) for s in fixed)
+        return fixed
+    k = int(getattr(module, "size_multiple", 1) or 1)
+    return tuple(max(k, -(-int(s) // k) * k) for s in size)
+
+
+def resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Trilinear resize of ``[B, C, D, H, W]`` to ``size`` (no-op when it already fits)."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
+
+
+def minmax(x: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-volume min-max scaling to ``[0, 1]``: returns ``(scaled, low, span)``."""
+    flat = x.flatten(1)
+    low = flat.min(dim=1).values.view(-1, 1, 1, 1, 1)
+    span = (flat.max(dim=1).values.view(-1, 1, 1, 1, 1) - low).clamp_min(eps)
+    return (x - low) / span, low, span
+
+
+def rot90_batch(x: Tensor, k: Tensor, dims: tuple[int, int] = (3, 4)) -> Tensor:
+    """Rotate each volume ``x[i]`` by ``k[i] * 90`` degrees in the plane ``dims``.
+
+    Sides in that plane must be equal (cubic crops) so that the batch keeps one shape.
+    """
+    if x.shape[dims[0]] != x.shape[dims[1]]:
+        raise ValueError(
+            f"rotation needs equal sides in the rotation plane, got shape {tuple(x.shape)}; "
+            "use cubic crops"
+        )
+    out = x.clone()
+    for r in range(1, 4):
+        sel = k == r
+        if bool(sel.any()):
+            out[sel] = torch.rot90(x[sel], r, dims=dims)
+    return out
+
+
+def cube_mask(
+    shape: Sequence[int], patch: int, ratio: float, device: torch.device, gen: Any = None
+) -> Tensor:
+    """A voxel mask ``[B, 1, D, H, W]`` (``True`` = hidden) of random ``patch``-sided cubes.
+
+    Exactly ``round(ratio * N)`` of the ``N`` cubes of each volume are hidden (at least
+    one, never all). Sides must be multiples of ``patch``.
+    """
+    b, _, d, h, w = (int(s) for s in shape)
+    if d % patch or h % patch or w % patch:
+        raise ValueError(
+            f"mask patch {patch} must divide the volume sides {(d, h, w)}; change mask_patch"
+        )
+    gd, gh, gw = d // patch, h // patch, w // patch
+    n = gd * gh * gw
+    k = min(n - 1, max(1, round(ratio * n)))
+    order = torch.rand(b, n, device=device, generator=gen).argsort(dim=1)
+    grid = torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, order[:, :k], True)
+    grid = grid.view(b, 1, gd, gh, gw)
+    return grid.repeat_interleave(patch, 2).repeat_interleave(patch, 3).repeat_interleave(patch, 4)
+
+
+class Projector(nn.Sequential):
+    """A two-layer MLP head (``Linear-LayerNorm-GELU-Linear``) on pooled embeddings."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, out_dim),
+        )

@@ -1,0 +1,149 @@
+"""Contract and unit tests of the 3-D objectives (synthetic volumes: shapes only)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from selfsup.components import get_component
+from selfsup.interfaces import Encoder, EncoderOutput
+from selfsup.testing import check_objective, make_batch
+
+OBJECTIVES = [
+    "medical:voco",
+    "medical:swin-pretext",
+    "medical:genesis",
+    "medical:local-global",
+    "medical:masked-volume",
+]
+#: Tiny versions of every encoder the plugin registers (32^3 inputs).
+ENCODERS = {
+    "medical:swin": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 6]},
+    "medical:resnet3d": {"depth": 10, "width": 8},
+    "medical:unet-encoder": {"channels": [8, 16, 32, 64]},
+    "medical:vit3d": {
+        "img_size": 32, "patch_size": 8, "hidden_size": 48, "mlp_dim": 96,
+        "num_layers": 4, "num_heads": 4,
+    },
+}  # fmt: skip
+
+
+def _encoder(eid: str):
+    return get_component("encoder", eid).create(**ENCODERS[eid])
+
+
+@pytest.mark.parametrize("eid", sorted(ENCODERS))
+@pytest.mark.parametrize("oid", OBJECTIVES)
+def test_objective_contract_with_every_encoder(oid: str, eid: str) -> None:
+    views = [make_batch("volume", batch_size=2, size=32) for _ in range(2)]
+    _, out = check_objective(get_component("objective", oid), _encoder(eid), views)
+    assert out.metrics, f"{oid} logs no metrics"
+
+
+class _Flat(Encoder):
+    """A pooled-only encoder (no feature maps): what the decoding objectives refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed_dim = 8
+        self.net = torch.nn.Linear(1, 8)
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        return EncoderOutput(pooled=self.net(x.mean(dim=(2, 3, 4))))
+
+
+@pytest.mark.parametrize("oid", [o for o in OBJECTIVES if o != "medical:voco"])
+def test_decoding_objectives_refuse_encoders_without_feature_maps(oid: str) -> None:
+    objective = get_component("objective", oid).create(embed_dim=8)
+    with pytest.raises(TypeError, match=r"feature maps.*medical:swin"):
+        objective.attach(_Flat())
+
+
+def test_voco_needs_only_pooled() -> None:
+    enc = _Flat()
+    objective = get_component("objective", "medical:voco").create(embed_dim=8)
+    out = objective(enc, [make_batch("volume", batch_size=2, size=16)])
+    assert torch.isfinite(out.loss)
+
+
+def test_voco_overlap_labels_sum_to_one_and_match_the_grid() -> None:
+    from selfsup_medical.objectives.voco import overlap_labels
+
+    starts = torch.tensor([[0, 0, 0], [8, 8, 8], [4, 0, 8], [3, 5, 7]])
+    labels = overlap_labels(starts, (8, 8, 8), grid=2)
+    assert torch.allclose(labels.sum(1), torch.ones(4))
+    assert labels[0, 0] == 1 and labels[1, 7] == 1  # on a base crop: one-hot
+    assert torch.allclose(labels[2], torch.tensor([0, 0.5, 0, 0, 0, 0.5, 0, 0]))  # half/half
+    assert labels[3].max() < 1  # in between: never a whole base crop
+
+
+def test_voco_random_crops_never_cover_the_volume() -> None:
+    from selfsup_medical.objectives.voco import VoCo
+
+    voco = VoCo(embed_dim=8, grid=2, num_random=6)
+    x = torch.rand(2, 1, 16, 16, 16)
+    bases, randoms, labels, side = voco._crops(x)
+    assert bases.shape == (16, 1, 8, 8, 8) and randoms.shape == (12, 1, 8, 8, 8)
+    assert side == (8, 8, 8) and randoms[0].numel() < x[0].numel()
+    assert torch.allclose(labels.sum(-1), torch.ones(2, 6))
+    # a base crop is exactly a tile of the volume
+    assert torch.equal(bases[1], x[0, :, :8, :8, 8:])
+
+
+def test_bad_inputs_are_named() -> None:
+    voco = get_component("objective", "medical:voco").create(embed_dim=8)
+    with pytest.raises(ValueError, match="too small for grid"):
+        voco(_Flat(), [torch.rand(2, 1, 2, 2, 2)])
+    with pytest.raises(ValueError, match=r"\[B, C, D, H, W\]"):
+        voco(_Flat(), [torch.rand(2, 16, 16)])
+    with pytest.raises(TypeError, match="'input'"):
+        voco(_Flat(), {"volume": torch.rand(2, 1, 8, 8, 8)})
+    masked = get_component("objective", "medical:masked-volume").create(embed_dim=64, mask_patch=5)
+    enc = _encoder("medical:unet-encoder")
+    masked.attach(enc)
+    with pytest.raises(ValueError, match="mask patch 5 must divide"):
+        masked(enc, [torch.rand(2, 1, 32, 32, 32)])
+    lg = get_component("objective", "medical:local-global").create(embed_dim=64, local_level=9)
+    with pytest.raises(ValueError, match="local_level=9 is out of range"):
+        lg.attach(enc)
+
+
+def test_bad_parameters_fail_check() -> None:
+    from selfsup import ConfigError, load_config_text, resolve_experiment
+
+    text = """
+name: bad
+data: {id: medical:colin27-aal}
+encoder: medical:unet-encoder
+views: medical:crops
+objective: {id: medical:voco, params: {grid: 1}}
+evaluators: [medical:segmentation]
+"""
+    with pytest.raises(ConfigError, match=r"objective\.params\.grid"):
+        resolve_experiment(load_config_text(text))
+
+
+def test_genesis_transformations_keep_range_and_change_the_volume() -> None:
+    from selfsup_medical.objectives.genesis import bezier_intensity, local_shuffle, paint
+
+    x = torch.rand(2, 1, 16, 16, 16)
+    y = bezier_intensity(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    shuffled = local_shuffle(x, blocks=5, max_frac=0.5)
+    assert not torch.equal(shuffled, x)
+    assert torch.allclose(shuffled.sum(), x.sum(), rtol=1e-4)  # a permutation keeps the sum
+    assert torch.equal(x, x.clone())  # inputs untouched
+    inpainted, outpainted = paint(x, inpaint=True), paint(x, inpaint=False)
+    assert (inpainted == x).float().mean() > 0.5 > (outpainted == x).float().mean()
+
+
+def test_masked_volume_accepts_a_view_mask() -> None:
+    enc = _encoder("medical:unet-encoder")
+    masked = get_component("objective", "medical:masked-volume").create(embed_dim=enc.embed_dim)
+    masked.attach(enc)
+    x = torch.rand(2, 1, 32, 32, 32)
+    mask = torch.zeros(2, 1, 32, 32, 32, dtype=torch.bool)
+    mask[:, :, :16] = True
+    out = masked(enc, {"input": x, "mask": mask})
+    assert float(out.metrics["mask_ratio"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="views\\['mask'\\]"):
+        masked(enc, {"input": x, "mask": mask[:, :, :8]})

@@ -1,0 +1,103 @@
+"""The segmentation evaluator and its decoder: shapes, protocol, artefacts, bad inputs."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import pytest
+import torch
+from selfsup.components import get_component
+from selfsup.interfaces import DataSplits, EvalContext
+from selfsup.runtime import Runtime
+from selfsup.testing import check_evaluator
+
+#: Tiny versions of every encoder the plugin registers (32^3 inputs).
+ENCODERS = {
+    "medical:swin": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 6]},
+    "medical:resnet3d": {"depth": 10, "width": 8},
+    "medical:unet-encoder": {"channels": [8, 16, 32, 64]},
+    "medical:vit3d": {
+        "img_size": 32, "patch_size": 8, "hidden_size": 48, "mlp_dim": 96,
+        "num_layers": 4, "num_heads": 4,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("eid", sorted(ENCODERS))
+def test_decoder_gives_full_resolution_logits_for_every_encoder(eid: str) -> None:
+    from selfsup_medical.evaluators.decoder import SegmentationNet
+
+    enc = get_component("encoder", eid).create(**ENCODERS[eid])
+    net = SegmentationNet(enc, num_classes=5, width=4)
+    x = torch.rand(2, 1, 32, 32, 32, requires_grad=True)
+    logits = net(x)
+    assert logits.shape == (2, 5, 32, 32, 32)
+    logits.mean().backward()
+    first = next(p for p in enc.parameters() if p.requires_grad)  # the stem / patch embedding
+    assert first.grad is not None and float(first.grad.abs().sum()) > 0
+
+
+def test_decoder_rejects_mismatched_strides() -> None:
+    from selfsup_medical.evaluators.decoder import UNETRDecoder
+
+    with pytest.raises(ValueError, match="strides must divide"):
+        UNETRDecoder([8, 16], [4, 6], out_channels=2)
+    with pytest.raises(ValueError, match="equal length"):
+        UNETRDecoder([8, 16], [2], out_channels=2)
+
+
+def test_segmentation_on_colin_records_protocol_and_writes_masks(colin, tmp_path) -> None:
+    enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
+    spec = get_component("evaluator", "medical:segmentation")
+    metrics = check_evaluator(
+        spec, enc, colin, run_dir=tmp_path, budget=1, steps=2, decoder_width=4, sw_batch_size=8
+    )
+    regions = [k for k in metrics if k.startswith("dice_") and k != "dice_mean"]
+    assert "dice_frontal" in regions and metrics["regions_scored"] == len(regions) == 7
+    assert 0 <= metrics["dice_mean"] <= 1
+    mask = nib.load(tmp_path / "artefacts" / "segmentation" / "pred_0.nii.gz")
+    volume = colin.meta["volumes"]["test"][0][0]
+    assert mask.shape == tuple(volume.shape[1:])
+    assert mask.header.get_zooms()[:3] == (2.0, 2.0, 2.0)
+    assert (tmp_path / "artefacts" / "segmentation" / "pred_0.png").stat().st_size > 1000
+
+
+def test_segmentation_leaves_the_encoder_unchanged(colin) -> None:
+    from selfsup_medical.evaluators.segmentation import SegmentationFinetune
+
+    enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    ctx = EvalContext(runtime=Runtime(torch.device("cpu")))
+    SegmentationFinetune(
+        budget=1, steps=2, decoder_width=4, save_masks=False, cpu_stitch_voxels=1
+    ).evaluate(enc, colin, ctx)
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    protocol = ctx.facts["protocol"]
+    assert protocol["budget_crops"] == 1 and len(protocol["crop_indices"]) == 1
+    assert "ignore_empty=True" in protocol["metric"] and "ignored" in protocol["empty_regions"]
+    assert protocol["stitching_device"] == "cpu"  # above cpu_stitch_voxels: stitched on CPU
+
+
+def test_same_seed_same_crops_for_every_arm(colin) -> None:
+    from selfsup_medical.evaluators.segmentation import pick_crops
+
+    assert pick_crops(colin.train, 3, 0.05, seed=0) == pick_crops(colin.train, 3, 0.05, seed=0)
+    assert pick_crops(colin.train, 3, 0.05, seed=0) != pick_crops(colin.train, 3, 0.05, seed=1)
+
+
+def test_bad_data_and_budget_are_named(colin) -> None:
+    from selfsup_medical.evaluators.segmentation import SegmentationFinetune
+
+    enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
+    ctx = EvalContext(runtime=Runtime(torch.device("cpu")))
+    flat = DataSplits(train=[(torch.rand(1, 8, 8, 8), 0)], test=[], num_classes=2)
+    with pytest.raises(ValueError, match="needs a segmentation dataset"):
+        SegmentationFinetune().evaluate(enc, flat, ctx)
+    with pytest.raises(ValueError, match="budget=999"):
+        SegmentationFinetune(budget=999, steps=1).evaluate(enc, colin, ctx)
+
+
+def test_raw_linear_baseline_ignores_the_encoder(colin) -> None:
+    spec = get_component("evaluator", "medical:segmentation")
+    enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
+    metrics = check_evaluator(spec, enc, colin, budget=2, steps=30, model="raw-linear")
+    assert 0 <= metrics["dice_mean"] <= 1 and metrics["regions_scored"] == 7
