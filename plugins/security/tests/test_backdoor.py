@@ -152,6 +152,58 @@ def test_without_test_split_the_val_split_is_held_out_and_named_so():
     assert ctx.facts["threat_model"]["protocol"]["probe_selection"].startswith("carved")
 
 
+def test_suffix_names_every_metric_and_downstream_clean_undoes_the_poisoning():
+    from selfsup_security.transforms import CLEAN_KEY, Poison, clean_data
+
+    data = _data()
+    poisoned = Poison(ToCentre(1), target=0, rate=0.25)(data, seed=0)  # 30 class-0 points
+    assert clean_data(poisoned) is data and clean_data(data) is data
+    assert CLEAN_KEY not in data.meta  # the transform copied meta, left its input alone
+    again = Poison(ToCentre(2), target=0, rate=0.1)(poisoned, seed=1)
+    assert clean_data(again) is data  # chained poisonings keep the first input
+    as_trained = Backdoor(ToCentre(0), target=0, suffix="_x").evaluate(Identity(), poisoned, _ctx())
+    assert set(as_trained) == {
+        "ca_x", "asr_x", "asr_all_ctrl_x", "target_rate_clean_x", "poison_rate_x",
+        "trigger_nn_poisoned_x",
+    }  # fmt: skip
+    ctx = _ctx()
+    clean = Backdoor(ToCentre(0), target=0, downstream="clean").evaluate(Identity(), poisoned, ctx)
+    assert clean["poison_rate"] == as_trained["poison_rate_x"] == 30 / 120  # still on record
+    assert "trigger_nn_poisoned" not in clean
+    assert clean == {
+        k: v
+        for k, v in Backdoor(ToCentre(0), target=0).evaluate(Identity(), data, _ctx()).items()
+        if k != "trigger_nn_poisoned" and k != "poison_rate"
+    } | {"poison_rate": 0.25}
+    assert ctx.facts["threat_model"]["protocol"]["downstream"] == "clean"
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"downstream": "poisoned"}, "downstream"),
+        ({"suffix": "a b"}, "suffix"),
+        ({"suffix": "x" * 40}, "suffix"),
+    ],
+)
+def test_bad_parameters_name_the_key(params, fragment):
+    from selfsup import ConfigError, resolve_experiment
+
+    evaluator = {"id": "security:backdoor", "params": {"trigger": "security:patch", **params}}
+    text = yaml.safe_dump(
+        {
+            "name": "bad",
+            "data": "vision:digits",
+            "encoder": "vision:small-cnn",
+            "objective": "core:simclr",
+            "views": "vision:simclr",
+            "evaluators": [evaluator],
+        }
+    )
+    with pytest.raises(ConfigError, match=rf"evaluators\[0\]\.params\.{fragment}"):
+        resolve_experiment(load_config_text(text))
+
+
 def test_refuses_a_target_outside_the_classes():
     with pytest.raises(ValueError, match="target=5 is not a class"):
         Backdoor(Nothing(), target=5).evaluate(Identity(), _data(), _ctx())

@@ -258,15 +258,13 @@ POISON = {"target": 0, "rate": 0.03, "rate_of": "dataset"}
 TRIGGER = {"num_features": 30, "columns": "rare"}
 
 
-def _backdoor(encoder, data) -> dict[str, float]:
+def _backdoor(encoder, data, **params) -> dict[str, float]:
     from selfsup import EvalContext
 
+    trigger = {"id": "security:node-features", "params": TRIGGER}
     evaluator = selfsup.build_component(
         "evaluator",
-        {
-            "id": "security:backdoor",
-            "params": {"trigger": {"id": "security:node-features", "params": TRIGGER}, "target": 0},
-        },
+        {"id": "security:backdoor", "params": {"trigger": trigger, "target": 0, **params}},
     )
     return evaluator.evaluate(encoder, data, EvalContext(runtime=CPU, seed=0))
 
@@ -306,6 +304,13 @@ def test_cora_trigger_reaches_a_clean_probe_through_message_passing_alone(cora) 
     assert clean["asr"] < 0.05, clean
     assert on_poisoned["asr"] > clean["asr"] + 0.2, (clean, on_poisoned)
     assert on_poisoned["poison_rate"] == pytest.approx(81 / 2708)
+    # downstream: clean scores the same encoder on the graph before poisoning (what the
+    # transform kept): the clean graph's figures, with the poisoning still on record.
+    via_clean = _backdoor(encoder, poisoned, downstream="clean", suffix="_clean")
+    assert via_clean["asr_clean"] == clean["asr"]
+    assert via_clean["ca_clean"] == clean["ca"]
+    assert via_clean["poison_rate_clean"] == pytest.approx(81 / 2708)
+    assert "trigger_nn_poisoned_clean" not in via_clean
 
 
 def _pretrain(name: str, graph, epochs: int):

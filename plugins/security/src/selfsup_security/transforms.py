@@ -40,9 +40,24 @@ from torch import Tensor
 
 from selfsup_security.items import graph_nodes, is_graph, split_labels, split_size
 
-__all__ = ["Poison", "describe_trigger"]
+__all__ = ["CLEAN_KEY", "Poison", "clean_data", "describe_trigger"]
 
 _OWNER = "security:poison"
+#: ``DataSplits.meta`` key under which :class:`Poison` keeps the data it was given (the
+#: clean data: the first poisoning's input when several are chained). No copy is made:
+#: it is the object the transform received, which the run holds anyway.
+CLEAN_KEY = "security_clean_data"
+
+
+def clean_data(data: DataSplits) -> DataSplits:
+    """The data before ``security:poison`` (``data`` itself when it was never poisoned).
+
+    Evaluators that score what *pretraining* learned (``security:backdoor`` with
+    ``downstream: clean``) fit and test on it, so a trigger cannot reach the probe
+    through anything else (for a graph: messages from poisoned neighbours).
+    """
+    clean = data.meta.get(CLEAN_KEY)
+    return clean if isinstance(clean, DataSplits) else data
 
 
 def describe_trigger(trigger: Any) -> dict[str, Any]:
@@ -155,6 +170,7 @@ class Poison(Transform):
             "seed": int(seed),
             **describe_trigger(self.trigger),
         }
+        out = out.replace(meta={**out.meta, CLEAN_KEY: clean_data(data)})
         return out.with_flags(self.split, poisoned=mask)
 
     def summary(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ name ends in ``_on_val``. Works for any modality: triggers stamp items through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 from pydantic import Field
@@ -48,7 +48,7 @@ from torch import Tensor
 
 from selfsup_security.items import is_graph, split_labels, split_size
 from selfsup_security.probe import fit_linear_head, predict
-from selfsup_security.transforms import describe_trigger
+from selfsup_security.transforms import clean_data, describe_trigger
 
 if TYPE_CHECKING:
     from selfsup import DataSplits, EvalContext
@@ -111,6 +111,15 @@ class Backdoor:
             choice); ``None``: all of them.
         val_fraction: Part of the clean train items carved out for selecting the
             probe's weight decay when the dataset has no separate validation split.
+        downstream: Which data the defender's probe and the held-out inputs come from.
+            ``"as-trained"``: the data the run holds (for a graph: the poisoned graph,
+            so triggered nodes also reach the probe through message passing, which a
+            random-init encoder already shows); ``"clean"``: the data before
+            ``security:poison`` (kept by the transform), so only what pretraining
+            learned carries the trigger. The same for map-style data, except that the
+            poisoned train items come back clean into the probe's training set.
+        suffix: Appended to every metric name (``asr_m300`` with ``suffix: _m300``),
+            for two backdoor evaluators on one arm (e.g. two trigger magnitudes).
     """
 
     def __init__(
@@ -119,8 +128,12 @@ class Backdoor:
         target: Annotated[int, Field(ge=0)] = 0,
         max_test_items: Annotated[int, Field(ge=1)] | None = None,
         val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1,
+        downstream: Literal["as-trained", "clean"] = "as-trained",
+        suffix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]*$", max_length=32)] = "",
     ) -> None:
         self.trigger = trigger
+        self.downstream = downstream
+        self.suffix = suffix
         self.target = int(target)
         self.max_test_items = max_test_items
         self.val_fraction = float(val_fraction)
@@ -155,6 +168,9 @@ class Backdoor:
     def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
         """Fit the clean probe, score clean and triggered held-out inputs, record the threats."""
         require_labelled(_OWNER, data)
+        original = data
+        if self.downstream == "clean":
+            data = clean_data(data)
         if self.target >= data.num_classes:
             raise ValueError(
                 f"{_OWNER}: target={self.target} is not a class of the dataset "
@@ -198,17 +214,19 @@ class Backdoor:
         x_all = self._triggered(encoder, data, heldout, scored, ctx)
         asr_all = float((predict(head, x_all) == self.target).double().mean())
         false_asr = float((clean_pred[nontarget] == self.target).double().mean())
-        poisoned = poison_facts(data, self.target)
-        suffix = "" if heldout == "test" else "_on_val"
+        poisoned = poison_facts(original, self.target)
+        suffix = ("" if heldout == "test" else "_on_val") + self.suffix
         self._record(ctx, data, poisoned, heldout, selection, len(scored), len(nontarget))
-        return {
+        metrics = {
             f"ca{suffix}": accuracy(clean_pred, y_ho),
             f"asr{suffix}": asr,
             f"asr_all_ctrl{suffix}": asr_all,
             f"target_rate_clean{suffix}": false_asr,
-            "poison_rate": float(poisoned["rate_of_dataset"]),
-            f"trigger_nn_poisoned{suffix}": _nn_flagged(x_trig, all_x, flags),
+            f"poison_rate{self.suffix}": float(poisoned["rate_of_dataset"]),
         }
+        if self.downstream == "as-trained":  # the poisoned items are not in clean data
+            metrics[f"trigger_nn_poisoned{suffix}"] = _nn_flagged(x_trig, all_x, flags)
+        return metrics
 
     def _record(
         self,
@@ -245,6 +263,7 @@ class Backdoor:
                     ),
                     "target_rate_clean": "clean non-target held-out inputs predicted as the target",
                     "probe_selection": selection,
+                    "downstream": self.downstream,
                     "heldout": heldout,
                     "scored_items": scored,
                     "nontarget_items": nontarget,
