@@ -52,10 +52,10 @@ from pydantic import (
     model_validator,
 )
 
-from selfsup.config_files import interpolate, read_config_tree
+from selfsup.config_files import interpolate, parse_config_text, read_config_tree, ref_id
 from selfsup.config_keys import apply_overrides, split_key
 from selfsup.config_keys import set_path as _set_path
-from selfsup.config_yaml import ConfigError, read_yaml, shorten
+from selfsup.config_yaml import ConfigError, shorten
 
 __all__ = [
     "ArmConfig",
@@ -407,24 +407,6 @@ def _allowed_keys(loc: Sequence[Any], prefix: str) -> str:
     return "allowed: " + ", ".join(model.model_fields)
 
 
-def _parse_yaml(text: str, source: str) -> dict[str, Any]:
-    data = read_yaml(text, source)
-    if data is None:
-        raise ConfigError(f"{source}: the file is empty; see examples/ for a starting point")
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: the top level must be a mapping of keys, not a {type(data).__name__}"
-        )
-    return data
-
-
-def _ref_id(node: Any) -> Any:
-    """The id of a component reference written as a bare id or a mapping."""
-    if isinstance(node, str):
-        return node
-    return node.get("id") if isinstance(node, Mapping) else None
-
-
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge an arm into the base; mappings merge recursively.
 
@@ -437,7 +419,7 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
             key in _COMPONENT_KEYS
             and isinstance(value, Mapping)
             and "id" in value
-            and _ref_id(out.get(key)) not in (None, value["id"])
+            and ref_id(out.get(key)) not in (None, value["id"])
         ):
             out[key] = copy.deepcopy(dict(value))
         elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
@@ -457,7 +439,7 @@ def load_config_text(
     Raises:
         ConfigError: Invalid YAML, schema errors (each with its key path), bad arms.
     """
-    data = interpolate(_parse_yaml(text, source), source)
+    data = interpolate(parse_config_text(text, source), source)
     return _validate(data, source, overrides)
 
 
@@ -505,7 +487,7 @@ def _default_arm_name(raw: Mapping[str, Any]) -> str:
     obj = raw.get("objective")
     if obj is None:
         return "no-pretraining"
-    ident = _ref_id(obj) or "arm"
+    ident = ref_id(obj) or "arm"
     return str(ident).partition(":")[2] or str(ident)
 
 

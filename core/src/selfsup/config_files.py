@@ -53,7 +53,9 @@ __all__ = [
     "interpolate",
     "is_path_key",
     "merge_configs",
+    "parse_config_text",
     "read_config_tree",
+    "ref_id",
     "resolve_paths",
 ]
 
@@ -161,7 +163,8 @@ def resolve_paths(data: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     return out
 
 
-def _ref_id(node: Any) -> Any:
+def ref_id(node: Any) -> Any:
+    """The id of a component reference written as a bare id or a mapping (else ``None``)."""
     if isinstance(node, str):
         return node
     return node.get("id") if isinstance(node, Mapping) else None
@@ -180,8 +183,8 @@ def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         old = out.get(key)
-        new_id = _ref_id(value)
-        if key in _COMPONENT_KEYS and new_id is not None and _ref_id(old) not in (None, new_id):
+        new_id = ref_id(value)
+        if key in _COMPONENT_KEYS and new_id is not None and ref_id(old) not in (None, new_id):
             out[key] = copy.deepcopy(value)
         elif isinstance(value, Mapping) and isinstance(old, Mapping):
             out[key] = merge_configs(old, value)
@@ -194,9 +197,13 @@ def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
     return out
 
 
-def _parse(path: Path) -> dict[str, Any]:
-    source = str(path)
-    data = read_yaml(read_config_file(path), source)
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML config's ``text`` read from ``source``.
+
+    Raises:
+        ConfigError: Invalid YAML, an empty file, or a top level that is not a mapping.
+    """
+    data = read_yaml(text, source)
     if data is None:
         raise ConfigError(f"{source}: the file is empty; see examples/ for a starting point")
     if not isinstance(data, dict):
@@ -221,7 +228,7 @@ def read_config_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
         raise ConfigError(f"{p}: 'extends' makes a cycle: {shown}; remove one of the links")
     if len(_chain) >= MAX_EXTENDS_DEPTH:
         raise ConfigError(f"{p}: 'extends' chain deeper than {MAX_EXTENDS_DEPTH} files")
-    data = _parse(p)
+    data = parse_config_text(read_config_file(p), str(p))
     data = resolve_paths(interpolate(data, str(p)), p.parent)
     bases = data.pop("extends", None)
     if bases is None:

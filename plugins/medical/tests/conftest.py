@@ -5,13 +5,26 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from selfsup.components import get_component
+from selfsup.interfaces import Encoder
 
 MRICRON = Path(os.environ.get("SELFSUP_MRICRON", "/usr/share/mricron/templates"))
+
+#: Tiny versions of every encoder the plugin registers (32^3 inputs).
+TINY_ENCODERS = {
+    "medical:swin": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 6]},
+    "medical:resnet3d": {"depth": 10, "width": 8},
+    "medical:unet-encoder": {"channels": [8, 16, 32, 64]},
+    "medical:vit3d": {
+        "img_size": 32, "patch_size": 8, "hidden_size": 48, "mlp_dim": 96,
+        "num_layers": 4, "num_heads": 4,
+    },
+}  # fmt: skip
 
 
 def _skip_or_fail(msg: str) -> None:
@@ -29,6 +42,24 @@ def _seed_and_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def make_tiny_encoder() -> Callable[[str], Encoder]:
+    """A factory of the tiny version (:data:`TINY_ENCODERS`) of an encoder id."""
+
+    def make(eid: str) -> Encoder:
+        return get_component("encoder", eid).create(**TINY_ENCODERS[eid])
+
+    return make
+
+
+@pytest.fixture(params=sorted(TINY_ENCODERS))
+def tiny_encoder(
+    request: pytest.FixtureRequest, make_tiny_encoder: Callable[[str], Encoder]
+) -> Encoder:
+    """Each encoder the plugin registers in its tiny version, one test run per encoder."""
+    return make_tiny_encoder(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from selfsup.components import get_component
@@ -15,27 +17,12 @@ OBJECTIVES = [
     "medical:local-global",
     "medical:masked-volume",
 ]
-#: Tiny versions of every encoder the plugin registers (32^3 inputs).
-ENCODERS = {
-    "medical:swin": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 6]},
-    "medical:resnet3d": {"depth": 10, "width": 8},
-    "medical:unet-encoder": {"channels": [8, 16, 32, 64]},
-    "medical:vit3d": {
-        "img_size": 32, "patch_size": 8, "hidden_size": 48, "mlp_dim": 96,
-        "num_layers": 4, "num_heads": 4,
-    },
-}  # fmt: skip
 
 
-def _encoder(eid: str):
-    return get_component("encoder", eid).create(**ENCODERS[eid])
-
-
-@pytest.mark.parametrize("eid", sorted(ENCODERS))
 @pytest.mark.parametrize("oid", OBJECTIVES)
-def test_objective_contract_with_every_encoder(oid: str, eid: str) -> None:
+def test_objective_contract_with_every_encoder(oid: str, tiny_encoder: Encoder) -> None:
     views = [make_batch("volume", batch_size=2, size=32) for _ in range(2)]
-    _, out = check_objective(get_component("objective", oid), _encoder(eid), views)
+    _, out = check_objective(get_component("objective", oid), tiny_encoder, views)
     assert out.metrics, f"{oid} logs no metrics"
 
 
@@ -89,7 +76,7 @@ def test_voco_random_crops_never_cover_the_volume() -> None:
     assert torch.equal(bases[1], x[0, :, :8, :8, 8:])
 
 
-def test_bad_inputs_are_named() -> None:
+def test_bad_inputs_are_named(make_tiny_encoder: Callable[[str], Encoder]) -> None:
     voco = get_component("objective", "medical:voco").create(embed_dim=8)
     with pytest.raises(ValueError, match="too small for grid"):
         voco(_Flat(), [torch.rand(2, 1, 2, 2, 2)])
@@ -98,7 +85,7 @@ def test_bad_inputs_are_named() -> None:
     with pytest.raises(TypeError, match="'input'"):
         voco(_Flat(), {"volume": torch.rand(2, 1, 8, 8, 8)})
     masked = get_component("objective", "medical:masked-volume").create(embed_dim=64, mask_patch=5)
-    enc = _encoder("medical:unet-encoder")
+    enc = make_tiny_encoder("medical:unet-encoder")
     masked.attach(enc)
     with pytest.raises(ValueError, match="mask patch 5 must divide"):
         masked(enc, [torch.rand(2, 1, 32, 32, 32)])
@@ -136,8 +123,8 @@ def test_genesis_transformations_keep_range_and_change_the_volume() -> None:
     assert (inpainted == x).float().mean() > 0.5 > (outpainted == x).float().mean()
 
 
-def test_masked_volume_accepts_a_view_mask() -> None:
-    enc = _encoder("medical:unet-encoder")
+def test_masked_volume_accepts_a_view_mask(make_tiny_encoder: Callable[[str], Encoder]) -> None:
+    enc = make_tiny_encoder("medical:unet-encoder")
     masked = get_component("objective", "medical:masked-volume").create(embed_dim=enc.embed_dim)
     masked.attach(enc)
     x = torch.rand(2, 1, 32, 32, 32)

@@ -5,19 +5,29 @@ Every objective receives what the arm's view maker made: a list of volume batche
 ``"input"`` batch (and optionally a ``"mask"``). :func:`volumes_of` accepts all three.
 Objectives that decode (restoration, inpainting, local contrast) need the encoder's
 multi-scale ``feature_maps`` and its ``feature_channels`` / ``feature_strides``
-attributes (:func:`require_feature_maps` names what is missing).
+attributes (:func:`require_feature_maps` names what is missing);
+:class:`DecodingObjective` builds their decoder. ``MaskRatio``, ``MaskPatch`` and
+``DecoderWidth`` are the parameter types they share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from selfsup.interfaces import Objective
 from torch import Tensor, nn
 
+from selfsup_medical.evaluators.decoder import UNETRDecoder
+
 __all__ = [
+    "DecoderWidth",
+    "DecodingObjective",
+    "MaskPatch",
+    "MaskRatio",
     "Projector",
     "cube_mask",
     "fit_size",
@@ -27,6 +37,14 @@ __all__ = [
     "rot90_batch",
     "volumes_of",
 ]
+
+
+#: Fraction of cubes a masking objective hides (strictly between 0 and 1).
+MaskRatio = Annotated[float, Field(gt=0, lt=1)]
+#: Side of the masked cubes, in voxels.
+MaskPatch = Annotated[int, Field(ge=1)]
+#: Width of an objective's light UNETR-style decoder.
+DecoderWidth = Annotated[int, Field(ge=2)]
 
 
 def volumes_of(owner: str, views: Any) -> list[Tensor]:
@@ -176,3 +194,39 @@ class Projector(nn.Sequential):
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),
         )
+
+
+class DecodingObjective(Objective):
+    """Base of the objectives that decode the encoder's feature maps (one output channel).
+
+    The decoder is a :class:`UNETRDecoder` without input skip, built by :meth:`attach`
+    (or on the first :meth:`decoder_for`) for the encoder's feature maps.
+
+    Args:
+        owner: The objective's id, for messages.
+        decoder_width: Width of the decoder.
+    """
+
+    def __init__(self, owner: str, decoder_width: int) -> None:
+        super().__init__()
+        self.owner, self.decoder_width = owner, decoder_width
+        self.decoder: UNETRDecoder | None = None
+
+    def decoder_device(self, encoder: nn.Module) -> torch.device:
+        """Where the decoder goes: the encoder's device (subclasses may override)."""
+        return next(encoder.parameters()).device
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Build the decoder for the encoder's feature maps."""
+        super().attach(encoder)
+        channels, strides = require_feature_maps(self.owner, encoder)
+        self.decoder = UNETRDecoder(
+            channels, strides, 1, width=self.decoder_width, input_skip=False
+        ).to(self.decoder_device(encoder))
+
+    def decoder_for(self, encoder: nn.Module) -> UNETRDecoder:
+        """The decoder, built for ``encoder`` first when :meth:`attach` has not run."""
+        if self.decoder is None:
+            self.attach(encoder)
+        assert self.decoder is not None
+        return self.decoder

@@ -23,14 +23,14 @@ from typing import Annotated, Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, ObjectiveOutput
 from torch import Tensor, nn
 
-from selfsup_medical.evaluators.decoder import UNETRDecoder
 from selfsup_medical.objectives.common import (
+    DecoderWidth,
+    DecodingObjective,
     feature_maps_of,
     minmax,
-    require_feature_maps,
     volumes_of,
 )
 
@@ -108,7 +108,7 @@ def paint(x: Tensor, inpaint: bool, boxes: int = 5, gen: Any = None) -> Tensor:
     return out
 
 
-class ModelsGenesis(Objective):
+class ModelsGenesis(DecodingObjective):
     """Restoration of non-linearly remapped, locally shuffled, in/out-painted volumes.
 
     Args:
@@ -129,22 +129,12 @@ class ModelsGenesis(Objective):
         shuffle_blocks: Annotated[int, Field(ge=0)] = 20,
         paint_rate: Annotated[float, Field(ge=0, le=1)] = 0.9,
         inpaint_rate: Annotated[float, Field(ge=0, le=1)] = 0.2,
-        decoder_width: Annotated[int, Field(ge=2)] = 16,
+        decoder_width: DecoderWidth = 16,
     ) -> None:
-        super().__init__()
+        super().__init__(_ID, decoder_width)
         self.rates = (nonlinear_rate, shuffle_rate, paint_rate, inpaint_rate)
-        self.shuffle_blocks, self.decoder_width = shuffle_blocks, decoder_width
+        self.shuffle_blocks = shuffle_blocks
         self.embed_dim = embed_dim
-        self.decoder: UNETRDecoder | None = None
-
-    def attach(self, encoder: nn.Module) -> None:
-        """Build the restoration decoder for the encoder's feature maps."""
-        super().attach(encoder)
-        channels, strides = require_feature_maps(_ID, encoder)
-        device = next(encoder.parameters()).device
-        self.decoder = UNETRDecoder(
-            channels, strides, 1, width=self.decoder_width, input_skip=False
-        ).to(device)
 
     def deform(self, x01: Tensor) -> Tensor:
         """Apply the Models Genesis transformations to ``[0, 1]`` volumes (a new tensor)."""
@@ -166,15 +156,13 @@ class ModelsGenesis(Objective):
         self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
     ) -> ObjectiveOutput:
         """Restore the first view's volumes from their deformed copies."""
-        if self.decoder is None:
-            self.attach(encoder)
-        assert self.decoder is not None
+        decoder = self.decoder_for(encoder)
         x = volumes_of(_ID, views)[0]
         with torch.no_grad():
             x01, low, span = minmax(x)
             deformed = self.deform(x01) * span + low
         out = encoder(deformed)
-        maps = feature_maps_of(_ID, out, len(self.decoder.proj))
-        restored = torch.sigmoid(self.decoder(maps, deformed).float())
+        maps = feature_maps_of(_ID, out, len(decoder.proj))
+        restored = torch.sigmoid(decoder(maps, deformed).float())
         loss = F.mse_loss(restored, x01)
         return ObjectiveOutput(loss=loss, metrics={"restore_mse": loss.detach()})

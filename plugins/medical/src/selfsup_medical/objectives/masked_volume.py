@@ -15,19 +15,20 @@ drawn here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
-from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, ObjectiveOutput
 from torch import Tensor, nn
 
-from selfsup_medical.evaluators.decoder import UNETRDecoder
 from selfsup_medical.objectives.common import (
+    DecoderWidth,
+    DecodingObjective,
+    MaskPatch,
+    MaskRatio,
     cube_mask,
     feature_maps_of,
-    require_feature_maps,
     volumes_of,
 )
 
@@ -36,7 +37,7 @@ __all__ = ["MaskedVolume"]
 _ID = "medical:masked-volume"
 
 
-class MaskedVolume(Objective):
+class MaskedVolume(DecodingObjective):
     """Reconstruct randomly masked cubes of a volume from its visible rest.
 
     Args:
@@ -52,27 +53,17 @@ class MaskedVolume(Objective):
     def __init__(
         self,
         embed_dim: int,
-        mask_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.6,
-        mask_patch: Annotated[int, Field(ge=1)] = 4,
+        mask_ratio: MaskRatio = 0.6,
+        mask_patch: MaskPatch = 4,
         fill: Literal["mean", "zero"] = "mean",
         loss: Literal["l1", "l2"] = "l1",
         norm_target: bool = True,
-        decoder_width: Annotated[int, Field(ge=2)] = 8,
+        decoder_width: DecoderWidth = 8,
     ) -> None:
-        super().__init__()
+        super().__init__(_ID, decoder_width)
         self.mask_ratio, self.mask_patch, self.fill = mask_ratio, mask_patch, fill
-        self.loss_kind, self.norm_target, self.decoder_width = loss, norm_target, decoder_width
+        self.loss_kind, self.norm_target = loss, norm_target
         self.embed_dim = embed_dim
-        self.decoder: UNETRDecoder | None = None
-
-    def attach(self, encoder: nn.Module) -> None:
-        """Build the light decoder for the encoder's feature maps."""
-        super().attach(encoder)
-        channels, strides = require_feature_maps(_ID, encoder)
-        device = next(encoder.parameters()).device
-        self.decoder = UNETRDecoder(
-            channels, strides, 1, width=self.decoder_width, input_skip=False
-        ).to(device)
 
     def _mask(self, views: Any, x: Tensor) -> Tensor:
         given = views.get("mask") if isinstance(views, dict) else None
@@ -92,17 +83,15 @@ class MaskedVolume(Objective):
         self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
     ) -> ObjectiveOutput:
         """L1/L2 reconstruction loss on the hidden voxels of the first view."""
-        if self.decoder is None:
-            self.attach(encoder)
-        assert self.decoder is not None
+        decoder = self.decoder_for(encoder)
         x = volumes_of(_ID, views)[0]
         mask = self._mask(views, x)
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
         filler = mean.expand_as(x) if self.fill == "mean" else torch.zeros_like(x)
         masked = torch.where(mask, filler, x)
         out = encoder(masked)
-        maps = feature_maps_of(_ID, out, len(self.decoder.proj))
-        pred = self.decoder(maps, masked).float()
+        maps = feature_maps_of(_ID, out, len(decoder.proj))
+        pred = decoder(maps, masked).float()
         target = x.float()
         if self.norm_target:
             std = target.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)

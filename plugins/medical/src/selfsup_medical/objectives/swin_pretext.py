@@ -24,16 +24,18 @@ from typing import Annotated, Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from selfsup.interfaces import BatchMeta, Objective, ObjectiveOutput
+from selfsup.interfaces import BatchMeta, ObjectiveOutput
 from selfsup.losses import info_nce_terms
 from torch import Tensor, nn
 
-from selfsup_medical.evaluators.decoder import UNETRDecoder
 from selfsup_medical.objectives.common import (
+    DecoderWidth,
+    DecodingObjective,
+    MaskPatch,
+    MaskRatio,
     Projector,
     cube_mask,
     feature_maps_of,
-    require_feature_maps,
     rot90_batch,
     volumes_of,
 )
@@ -52,7 +54,7 @@ def noise_fill(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, noise, x)
 
 
-class SwinPretext(Objective):
+class SwinPretext(DecodingObjective):
     """Rotation prediction + masked-volume inpainting + contrastive coding.
 
     Args:
@@ -71,40 +73,31 @@ class SwinPretext(Objective):
     def __init__(
         self,
         embed_dim: int,
-        mask_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.3,
-        mask_patch: Annotated[int, Field(ge=1)] = 4,
+        mask_ratio: MaskRatio = 0.3,
+        mask_patch: MaskPatch = 4,
         temperature: Annotated[float, Field(gt=0)] = 0.5,
         proj_dim: Annotated[int, Field(ge=8)] = 128,
         hidden_dim: Annotated[int, Field(ge=8)] = 256,
-        decoder_width: Annotated[int, Field(ge=2)] = 8,
+        decoder_width: DecoderWidth = 8,
         rot_weight: Annotated[float, Field(ge=0)] = 1.0,
         recon_weight: Annotated[float, Field(ge=0)] = 1.0,
         contrast_weight: Annotated[float, Field(ge=0)] = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(_ID, decoder_width)
         self.mask_ratio, self.mask_patch, self.temperature = mask_ratio, mask_patch, temperature
         self.weights = (rot_weight, recon_weight, contrast_weight)
-        self.decoder_width = decoder_width
         self.rotation_head = nn.Linear(embed_dim, 4)
         self.projector = Projector(embed_dim, hidden_dim, proj_dim)
-        self.decoder: UNETRDecoder | None = None
 
-    def attach(self, encoder: nn.Module) -> None:
-        """Build the inpainting decoder for the encoder's feature maps."""
-        super().attach(encoder)
-        channels, strides = require_feature_maps(_ID, encoder)
-        param = next(self.rotation_head.parameters())
-        self.decoder = UNETRDecoder(
-            channels, strides, 1, width=self.decoder_width, input_skip=False
-        ).to(param.device)
+    def decoder_device(self, encoder: nn.Module) -> torch.device:
+        """The inpainting decoder goes where the heads are."""
+        return next(self.rotation_head.parameters()).device
 
     def forward(
         self, encoder: nn.Module, views: Any, meta: BatchMeta | None = None
     ) -> ObjectiveOutput:
         """The three pretext losses on two rotated, masked views."""
-        if self.decoder is None:
-            self.attach(encoder)
-        assert self.decoder is not None
+        decoder = self.decoder_for(encoder)
         vols = volumes_of(_ID, views)
         pair = vols[:2] if len(vols) >= 2 else [vols[0], vols[0]]
         b = pair[0].shape[0]
@@ -117,10 +110,10 @@ class SwinPretext(Objective):
             inputs.append(noise_fill(rotated, mask))
             rots.append(k)
         out = encoder(torch.cat(inputs))
-        maps = feature_maps_of(_ID, out, len(self.decoder.proj))
+        maps = feature_maps_of(_ID, out, len(decoder.proj))
         pooled = out.pooled.float()
         rot_loss = F.cross_entropy(self.rotation_head(pooled), torch.cat(rots))
-        recon = self.decoder(maps, torch.cat(inputs))
+        recon = decoder(maps, torch.cat(inputs))
         rec_loss = F.l1_loss(recon.float(), torch.cat(targets))
         z = self.projector(pooled)
         con_loss, con_acc = info_nce_terms(z[:b], z[b:], temperature=self.temperature)
