@@ -114,3 +114,85 @@ def corpus_folder(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+# ------------------------------------------------- FSDD learning tests (pretrain, then probe)
+
+
+def _fsdd_probe(encoder, data, train_idx: list[int]) -> dict[str, float]:
+    """Logistic-regression accuracy (digit, speaker) of frozen pooled embeddings, train -> test."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    def embed(split, idx):
+        encoder.eval()
+        with torch.no_grad():
+            out = [encoder(data.collate([split[i] for i in idx[j : j + 100]])[0]).pooled
+                   for j in range(0, len(idx), 100)]  # fmt: skip
+        encoder.train()
+        return torch.cat(out).numpy()
+
+    test_idx = list(range(len(data.test)))
+    scaler = StandardScaler().fit(fit := embed(data.train, train_idx))
+    a, b = scaler.transform(fit), scaler.transform(embed(data.test, test_idx))
+    labels = {
+        "digit": (np.array([data.train[i][1] for i in train_idx]),
+                  np.array([data.test[i][1] for i in test_idx])),
+        "speaker": (data.flags["train"]["speaker"][train_idx].numpy(),
+                    data.flags["test"]["speaker"].numpy()),
+    }  # fmt: skip
+    return {
+        k: float((LogisticRegression(max_iter=2000).fit(a, ya).predict(b) == yb).mean())
+        for k, (ya, yb) in labels.items()
+    }
+
+
+def _pretrain(encoder, objective, data, train_idx, steps: int, views=None, batch_size: int = 32):
+    """A plain optimisation loop over FSDD train clips (what selfsup's routine does)."""
+    objective.attach(encoder)
+    params = list(encoder.parameters()) + list(objective.student_parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(0)
+    step = 0
+    while step < steps:
+        order = torch.randperm(len(train_idx), generator=gen).tolist()
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            x, _ = data.collate([data.train[train_idx[j]] for j in order[i : i + batch_size]])
+            out = objective(encoder, views(x) if views else [x])
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+            step += 1
+            objective.on_step_end(step, steps)
+            if step >= steps:
+                break
+    return out
+
+
+@pytest.fixture
+def fsdd_digits(fsdd_root: Path):
+    """FSDD by index (0.8 s crops, digit labels) and a seeded 480-clip subset of its train split.
+
+    Returns:
+        ``(data, train_idx)``: a fresh ``DataSplits`` and a list of train positions.
+    """
+    from selfsup_audio.datasets import fsdd
+
+    data = fsdd(root=str(fsdd_root), label="digit", split="by-index", max_seconds=0.8)
+    train_idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+    return data, train_idx[:480].tolist()
+
+
+@pytest.fixture
+def fsdd_probe() -> Callable[..., dict[str, float]]:
+    """``fsdd_probe(encoder, data, train_idx)``: frozen-embedding digit and speaker accuracy."""
+    return _fsdd_probe
+
+
+@pytest.fixture
+def pretrain() -> Callable[..., object]:
+    """``pretrain(encoder, objective, data, train_idx, steps, views=None, batch_size=32)``.
+
+    A plain AdamW loop over FSDD train clips; returns the last step's objective output.
+    """
+    return _pretrain

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from selfsup.interfaces import Padded
@@ -167,66 +166,12 @@ def test_bad_inputs_raise_clear_errors() -> None:
         obj(encoder, [feats])
 
 
-# --------------------------------------------------------------------------- learning
-
-
-def fsdd_probe(encoder, data, train_idx: list[int]) -> dict[str, float]:
-    """Logistic-regression accuracy (digit, speaker) of frozen pooled embeddings, train -> test."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    def embed(split, idx):
-        encoder.eval()
-        with torch.no_grad():
-            out = [encoder(data.collate([split[i] for i in idx[j : j + 100]])[0]).pooled
-                   for j in range(0, len(idx), 100)]  # fmt: skip
-        encoder.train()
-        return torch.cat(out).numpy()
-
-    test_idx = list(range(len(data.test)))
-    scaler = StandardScaler().fit(fit := embed(data.train, train_idx))
-    a, b = scaler.transform(fit), scaler.transform(embed(data.test, test_idx))
-    labels = {
-        "digit": (np.array([data.train[i][1] for i in train_idx]),
-                  np.array([data.test[i][1] for i in test_idx])),
-        "speaker": (data.flags["train"]["speaker"][train_idx].numpy(),
-                    data.flags["test"]["speaker"].numpy()),
-    }  # fmt: skip
-    return {
-        k: float((LogisticRegression(max_iter=2000).fit(a, ya).predict(b) == yb).mean())
-        for k, (ya, yb) in labels.items()
-    }
-
-
-def pretrain(encoder, objective, data, train_idx, steps: int, views=None, batch_size: int = 32):
-    """A plain optimisation loop over FSDD train clips (what selfsup's routine does)."""
-    objective.attach(encoder)
-    params = list(encoder.parameters()) + list(objective.student_parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(0)
-    step = 0
-    while step < steps:
-        order = torch.randperm(len(train_idx), generator=gen).tolist()
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            x, _ = data.collate([data.train[train_idx[j]] for j in order[i : i + batch_size]])
-            out = objective(encoder, views(x) if views else [x])
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-            step += 1
-            objective.on_step_end(step, steps)
-            if step >= steps:
-                break
-    return out
+# ------------------------------------- learning (fsdd_probe, pretrain: conftest.py)
 
 
 @pytest.mark.heavy
-def test_hubert_pretraining_beats_random_init_on_fsdd(fsdd_root) -> None:
-    from selfsup_audio.datasets import fsdd
-
-    data = fsdd(root=str(fsdd_root), label="digit", split="by-index", max_seconds=0.8)
-    train_idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
-    train_idx = train_idx[:480].tolist()
+def test_hubert_pretraining_beats_random_init_on_fsdd(fsdd_digits, fsdd_probe, pretrain) -> None:
+    data, train_idx = fsdd_digits
     encoder = small_wav2vec2(seed=0)
     before = fsdd_probe(encoder, data, train_idx)
     torch.manual_seed(0)

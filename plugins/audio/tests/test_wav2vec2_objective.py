@@ -96,44 +96,18 @@ def test_bad_inputs_raise_clear_errors() -> None:
         good(w2v, [Padded(torch.randn(2, 30, 16), torch.tensor([30, 20]))])
 
 
-# ---------------------------------------- learning (helpers as in test_masked_prediction)
-
-
-def pretrain(encoder, objective, data, train_idx, steps: int, views=None, batch_size: int = 32):
-    """A plain optimisation loop over FSDD train clips (what selfsup's routine does)."""
-    objective.attach(encoder)
-    params = list(encoder.parameters()) + list(objective.student_parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(0)
-    step = 0
-    while step < steps:
-        order = torch.randperm(len(train_idx), generator=gen).tolist()
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            x, _ = data.collate([data.train[train_idx[j]] for j in order[i : i + batch_size]])
-            out = objective(encoder, views(x) if views else [x])
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-            step += 1
-            objective.on_step_end(step, steps)
-            if step >= steps:
-                break
-    return out
+# ---------------------------------------- learning (pretrain: conftest.py)
 
 
 @pytest.mark.heavy
-def test_wav2vec2_pretraining_on_fsdd_learns_its_task(fsdd_root) -> None:
+def test_wav2vec2_pretraining_on_fsdd_learns_its_task(fsdd_digits, pretrain) -> None:
     """40 steps on FSDD: the codebook stays diverse and the contrastive task is above chance.
 
     What this budget does NOT show (measured, see the report): the frozen pooled
     embeddings beating random init on the probes; wav2vec 2.0's contrastive loss sits on
     its log(K + 1) plateau for the first few hundred steps on FSDD.
     """
-    from selfsup_audio.datasets import fsdd
-
-    data = fsdd(root=str(fsdd_root), label="digit", split="by-index", max_seconds=0.8)
-    train_idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
-    train_idx = train_idx[:480].tolist()
+    data, train_idx = fsdd_digits
     encoder = small_wav2vec2(seed=0, conv_layers=6)
     torch.manual_seed(0)
     objective = Wav2Vec2Contrastive(encoder.embed_dim, **WAV2VEC2_FSDD)

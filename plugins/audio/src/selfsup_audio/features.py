@@ -95,6 +95,12 @@ class FrameFeatures(nn.Module):
     Subclasses set ``self.transform`` (waveform ``[B, T]`` -> ``[B, F, frames]``) and
     ``out_features``.
 
+    Args:
+        sample_rate: Input sample rate in Hz.
+        win_ms: Window length in milliseconds.
+        hop_ms: Hop in milliseconds.
+        normalize: Per-utterance mean/variance normalisation over real frames.
+
     Attributes:
         sample_rate: Input sample rate in Hz.
         win: Window size in samples.
@@ -130,6 +136,10 @@ class FrameFeatures(nn.Module):
             "hop_length": self.hop,
             "center": False,
         }
+
+    def _mel_kwargs(self, n_mels: int, f_min: float, f_max: float | None) -> dict[str, object]:
+        """The mel filterbank and framing arguments of torchaudio's mel transforms."""
+        return {"n_mels": n_mels, "f_min": f_min, "f_max": f_max, **self._spec_kwargs()}
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Frame counts of clips of ``lengths`` samples (see :func:`frame_lengths`)."""
@@ -168,13 +178,10 @@ class LogMel(FrameFeatures):
     """Log mel filterbank energies, ``log(mel + 1e-6)``.
 
     Args:
-        sample_rate: Input sample rate in Hz.
         n_mels: Number of mel bands.
-        win_ms: Window length in milliseconds.
-        hop_ms: Hop in milliseconds.
-        normalize: Per-utterance mean/variance normalisation over real frames.
         f_min: Lowest band edge in Hz.
         f_max: Highest band edge in Hz (default: Nyquist).
+        sample_rate, win_ms, hop_ms, normalize: As :class:`FrameFeatures`.
     """
 
     def __init__(
@@ -189,7 +196,7 @@ class LogMel(FrameFeatures):
     ) -> None:
         super().__init__(sample_rate, win_ms, hop_ms, normalize)
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_mels=n_mels, f_min=f_min, f_max=f_max, **self._spec_kwargs()
+            sample_rate=sample_rate, **self._mel_kwargs(n_mels, f_min, f_max)
         )
         self.transform = _Log(self.mel)
         self.out_features = int(n_mels)
@@ -208,15 +215,10 @@ class MFCC(FrameFeatures):
     """Mel-frequency cepstral coefficients (DCT-II of log mel energies).
 
     Args:
-        sample_rate: Input sample rate in Hz.
         n_mfcc: Number of coefficients (including c0).
-        n_mels: Number of mel bands before the DCT.
-        win_ms: Window length in milliseconds.
-        hop_ms: Hop in milliseconds.
-        normalize: Per-utterance mean/variance normalisation over real frames (cepstral
-            mean and variance normalisation).
-        f_min: Lowest band edge in Hz.
-        f_max: Highest band edge in Hz (default: Nyquist).
+        n_mels, f_min, f_max: The mel bands before the DCT, as :class:`LogMel`.
+        sample_rate, win_ms, hop_ms, normalize: As :class:`FrameFeatures` (``normalize``
+            is cepstral mean and variance normalisation).
     """
 
     def __init__(
@@ -237,7 +239,7 @@ class MFCC(FrameFeatures):
             sample_rate=sample_rate,
             n_mfcc=n_mfcc,
             log_mels=True,
-            melkwargs={"n_mels": n_mels, "f_min": f_min, "f_max": f_max, **self._spec_kwargs()},
+            melkwargs=self._mel_kwargs(n_mels, f_min, f_max),
         )
         self.out_features = int(n_mfcc)
 
@@ -246,12 +248,9 @@ class LFCC(FrameFeatures):
     """Linear-frequency cepstral coefficients (the classic spoofing-detection feature).
 
     Args:
-        sample_rate: Input sample rate in Hz.
         n_lfcc: Number of coefficients.
         n_filter: Number of linear triangular filters.
-        win_ms: Window length in milliseconds.
-        hop_ms: Hop in milliseconds.
-        normalize: Per-utterance mean/variance normalisation over real frames.
+        sample_rate, win_ms, hop_ms, normalize: As :class:`FrameFeatures`.
     """
 
     def __init__(

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Annotated, Any, Literal
 
@@ -281,6 +282,23 @@ class AudioTrigger:
             )
 
 
+def _placement_params(cls: type[AudioTrigger]) -> type[AudioTrigger]:
+    """Complete the signature of ``cls.__init__(self, <own params>, **placement)``.
+
+    The placement and level parameters are declared once, on :class:`AudioTrigger`; a
+    subclass takes its own parameters and passes ``**placement`` on. This lists
+    AudioTrigger's parameters (keyword-only) after the subclass's own in the signature
+    that ``selfsup check`` validates against and ``selfsup describe`` shows.
+    """
+    own = inspect.signature(cls.__init__)
+    head = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = list(inspect.signature(AudioTrigger.__init__).parameters.values())[1:]
+    tail = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared]
+    cls.__init__.__signature__ = own.replace(parameters=head + tail)  # type: ignore[attr-defined]
+    return cls
+
+
+@_placement_params
 class Tone(AudioTrigger):
     """``audio:tone``: a sine burst at ``frequency`` Hz (phase 0, 5 ms ramps) mixed into the clip.
 
@@ -293,23 +311,11 @@ class Tone(AudioTrigger):
 
     owner = "audio:tone"
 
-    def __init__(
-        self,
-        frequency: Annotated[float, Field(gt=0)] = 3000.0,
-        duration_ms: Annotated[float, Field(gt=0)] = 100.0,
-        level_db: float = -10.0,
-        relative_to: Literal["clip", "full-scale"] = "clip",
-        position: Literal["start", "random", "end"] = "random",
-        repeats: Annotated[int, Field(ge=1)] | Literal["fill"] = 1,
-        period_ms: Annotated[float, Field(gt=0)] | None = None,
-        sample_rate: Annotated[int, Field(gt=0)] | None = None,
-    ) -> None:
+    def __init__(self, frequency: Annotated[float, Field(gt=0)] = 3000.0, **placement: Any) -> None:
         if not frequency > 0:
             raise ValueError(f"audio:tone: frequency={frequency} must be > 0 Hz")
         self.frequency = float(frequency)
-        super().__init__(
-            duration_ms, level_db, relative_to, position, repeats, period_ms, sample_rate
-        )
+        super().__init__(**placement)
 
     def check_rate(self, sample_rate: int) -> None:
         """The frequency must lie below the Nyquist frequency of ``sample_rate``."""
@@ -321,6 +327,7 @@ class Tone(AudioTrigger):
         return (math.sqrt(2.0) * torch.sin(2 * math.pi * self.frequency * t)).float()
 
 
+@_placement_params
 class NoiseBurst(AudioTrigger):
     """``audio:noise-burst``: a fixed Gaussian noise burst, white or band-limited.
 
@@ -344,13 +351,7 @@ class NoiseBurst(AudioTrigger):
         low_hz: Annotated[float, Field(ge=0)] | None = None,
         high_hz: Annotated[float, Field(gt=0)] | None = None,
         pattern_seed: Annotated[int, Field(ge=0)] = 0,
-        duration_ms: Annotated[float, Field(gt=0)] = 100.0,
-        level_db: float = -10.0,
-        relative_to: Literal["clip", "full-scale"] = "clip",
-        position: Literal["start", "random", "end"] = "random",
-        repeats: Annotated[int, Field(ge=1)] | Literal["fill"] = 1,
-        period_ms: Annotated[float, Field(gt=0)] | None = None,
-        sample_rate: Annotated[int, Field(gt=0)] | None = None,
+        **placement: Any,
     ) -> None:
         if low_hz is not None and low_hz < 0:
             raise ValueError(f"audio:noise-burst: low_hz={low_hz} must be >= 0 Hz")
@@ -359,9 +360,7 @@ class NoiseBurst(AudioTrigger):
         self.low_hz = None if low_hz is None else float(low_hz)
         self.high_hz = None if high_hz is None else float(high_hz)
         self.pattern_seed = int(pattern_seed)
-        super().__init__(
-            duration_ms, level_db, relative_to, position, repeats, period_ms, sample_rate
-        )
+        super().__init__(**placement)
 
     def check_rate(self, sample_rate: int) -> None:
         """The band must lie below the Nyquist frequency (``high_hz`` may equal it)."""
