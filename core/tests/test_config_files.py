@@ -150,3 +150,19 @@ def test_set_with_brackets_and_init_survive_arms(tmp_path: Path) -> None:
     cfg = load_config_text(text, overrides=["arms[1].train.epochs=2"])
     arms = {a.name: a for a in expand_arms(cfg)}
     assert arms["b"].train.epochs == 2 and arms["a"].train.epochs == 1
+
+
+def test_arm_config_still_takes_a_plain_component_ref_as_encoder() -> None:
+    """``selfsup.training.ArmConfig`` / ``ComponentRef`` are public: code written before
+    ``encoder.init`` existed keeps working."""
+    from selfsup.training import ArmConfig, ComponentRef
+
+    arm = ArmConfig(
+        name="t",
+        data={"id": "core:arrays"},
+        encoder=ComponentRef(id="core:mlp", params={"hidden_dim": 8}),
+        objective=ComponentRef(id="core:simclr"),
+        views=ComponentRef(id="core:identity"),
+    )
+    assert arm.encoder.id == "core:mlp" and arm.encoder.params == {"hidden_dim": 8}
+    assert arm.encoder.init is None

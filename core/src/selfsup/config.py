@@ -158,6 +158,14 @@ class EncoderRef(ComponentRef):
 
     init: InitConfig | None = Field(None, exclude_if=lambda value: value is None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_component_ref(cls, value: Any) -> Any:
+        # A plain ComponentRef (the public type before ``init`` existed) is still accepted.
+        if isinstance(value, ComponentRef) and not isinstance(value, EncoderRef):
+            return value.model_dump()
+        return value
+
 
 class TrackerRef(ComponentRef):
     """An experiment tracker: an id (``tracking:mlflow``) or a short name (``mlflow``).
