@@ -192,3 +192,22 @@ def test_report_shows_recorded_facts_and_transforms(experiment) -> None:
     assert "<h4>backdoor</h4>" in html and "data-only" in html
     assert "&lt;8/255&gt;" in html  # escaped
     assert "core:label-noise" in html
+
+
+def test_terminal_table_shows_chosen_settings_as_values(experiment) -> None:
+    """``knn_k`` / ``linear_weight_decay`` are settings chosen per seed, not mean ± std."""
+    for seed, (k, wd) in enumerate([(10, 0.001), (20, 0.001)]):
+        path = experiment / "simclr" / f"seed-{seed}" / "results.json"
+        record = json.loads(path.read_text())
+        record["metrics"].update({"knn_k": k, "linear_weight_decay": wd})
+        path.write_text(json.dumps(record))
+    result = CliRunner().invoke(
+        build_cli(core_manager()), ["report", str(experiment)], env={"COLUMNS": "120"}
+    )
+    assert result.exit_code == 0, result.output
+    k_line = next(line for line in result.stdout.splitlines() if "knn_k" in line)
+    wd_line = next(line for line in result.stdout.splitlines() if "linear_weight_decay" in line)
+    assert "10 (x1), 20 (x1)" in k_line and "±" not in k_line
+    assert "0.001" in wd_line and "±" not in wd_line
+    acc_line = next(line for line in result.stdout.splitlines() if "knn_acc" in line)
+    assert "±" in acc_line  # quality metrics keep mean ± std

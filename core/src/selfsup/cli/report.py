@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.text import Text
@@ -36,17 +37,30 @@ def report_command(state: State, run_dir: str, out_dir: str | None, projection: 
     """
     from selfsup.engine.tables import fitted
     from selfsup.report import build_report, discover_runs, summarise
-    from selfsup.report.html import format_cell
+    from selfsup.report.html import format_cell, setting_cell
+    from selfsup.report.runs import is_setting
 
     skipped: list[str] = []
     target = build_report(run_dir, out_dir, projection, warnings=skipped)
     for message in skipped:
         state.warn(message)
-    names, rows = summarise(discover_runs(run_dir, warnings=[]))  # warned about above
+    runs = discover_runs(run_dir, warnings=[])  # warned about above
+    names, rows = summarise(runs)
+    by_arm: dict[str, list[Any]] = {}
+    for run in runs:
+        by_arm.setdefault(run.arm, []).append(run)
+
+    def cell(row: dict[str, Any], name: str) -> str:
+        if not is_setting(name):  # a quality metric: mean ± std over seeds
+            return format_cell(row.get(name))
+        # a setting chosen on validation data: the value(s) chosen, never ± std
+        return setting_cell(
+            [(r.results.get("metrics") or {}).get(name) for r in by_arm.get(row["arm"], [])]
+        )
+
     if names:
         columns = [
-            (row["arm"], plain(str(row["seeds"]), *(format_cell(row.get(n)) for n in names)))
-            for row in rows
+            (row["arm"], plain(str(row["seeds"]), *(cell(row, n) for n in names))) for row in rows
         ]
         title = f"results: {Path(run_dir).name}"
         labels = plain("seeds", *names)

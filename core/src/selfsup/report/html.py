@@ -109,7 +109,7 @@ def _tables(
     return out
 
 
-def _setting_cell(values: list[Any]) -> str:
+def setting_cell(values: list[Any]) -> str:
     """A chosen setting over seeds: the value, or each distinct value with its count."""
     shown = [format_cell(v) for v in values if to_float(v) is not None]
     if not shown:
@@ -243,7 +243,7 @@ def render_html(
         arms = list(by_arm)
 
         def chosen(i: int, name: str) -> str:
-            return _setting_cell(
+            return setting_cell(
                 [(r.results.get("metrics") or {}).get(name) for r in by_arm[arms[i]]]
             )
 
