@@ -41,6 +41,7 @@ __all__ = [
     "ObjectiveOutput",
     "Padded",
     "Routine",
+    "StampedItems",
     "Transform",
     "ViewMaker",
 ]
@@ -619,3 +620,56 @@ class Routine(Protocol):
     def fit(self, ctx: RunContext) -> None:
         """Train ``ctx.encoder`` and ``ctx.objective``."""
         ...
+
+
+class StampedItems(torch.utils.data.Dataset):
+    """A map-style split whose items ``index`` are changed by ``stamp`` when read.
+
+    What a trigger's ``apply`` returns for map-style data of any modality (clips of
+    their own lengths, volumes): the original split is never modified, the labels are
+    kept, and each stamped item gets its own generator, seeded from ``seed`` and its
+    position only, so its stamp does not depend on batch order or worker. Attributes of
+    the wrapped split (labels, sample rate) stay reachable.
+
+    Args:
+        items: The original split (``(x, y)`` items).
+        index: Positions of the items to stamp.
+        stamp: ``stamp(x, generator=...) -> x`` (picklable, for loader workers: a
+            method or a ``functools.partial``, not a lambda).
+        seed: The seed of the stamps.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> def add_one(x, generator):
+        ...     return x + 1
+        >>> split = StampedItems(TensorDataset(torch.zeros(3, 2), torch.arange(3)),
+        ...                      torch.tensor([1]), add_one, seed=0)
+        >>> split[1][0].tolist(), split[0][0].tolist(), int(split[1][1])
+        ([1.0, 1.0], [0.0, 0.0], 1)
+    """
+
+    def __init__(self, items: Any, index: Tensor, stamp: Any, seed: int) -> None:
+        self.items = items
+        self.stamped = {int(i) for i in torch.as_tensor(index).reshape(-1).tolist()}
+        self.stamp = stamp
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position: int) -> Any:
+        x, y = self.items[position]
+        if int(position) not in self.stamped:
+            return x, y
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(position)) % 2**62)
+        return self.stamp(torch.as_tensor(x), generator=gen), y
+
+    def __getitems__(self, positions: list[int]) -> list[Any]:
+        # Defined so that a DataLoader never reaches the wrapped split's own
+        # ``__getitems__`` through ``__getattr__`` (it would return unstamped items).
+        return [self[int(p)] for p in positions]
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped split's own attributes
+        if name in ("items", "stamped", "stamp", "seed") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.items, name)

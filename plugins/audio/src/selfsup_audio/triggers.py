@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Annotated, Any, Literal
@@ -44,52 +45,15 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 from selfsup import DataSplits
+from selfsup.interfaces import StampedItems
 from torch import Tensor
-from torch.utils.data import Dataset
 
-__all__ = ["AudioTrigger", "NoiseBurst", "StampedClips", "Tone"]
+__all__ = ["AudioTrigger", "NoiseBurst", "Tone"]
 
 _RAMP_MS = 5.0
 _EPS = 1e-8
 _POSITIONS = ("start", "random", "end")
 _REFERENCES = ("clip", "full-scale")
-
-
-class StampedClips(Dataset):
-    """A map-style split whose items ``index`` are stamped by ``trigger`` when read.
-
-    ``items`` (the original split) is never modified; ``seed`` is :meth:`AudioTrigger.apply`'s.
-    """
-
-    def __init__(
-        self, items: Any, index: Tensor, trigger: AudioTrigger, sample_rate: int, seed: int
-    ) -> None:
-        self.items = items
-        self.stamped = {int(i) for i in index.tolist()}
-        self.trigger = trigger
-        self.sample_rate = int(sample_rate)
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, position: int) -> Any:
-        x, y = self.items[position]
-        if int(position) not in self.stamped:
-            return x, y
-        # the item's own generator: its placement depends on the seed and its position only
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(position)) % 2**62)
-        return self.trigger.stamp(torch.as_tensor(x), self.sample_rate, gen), y
-
-    def __getitems__(self, positions: list[int]) -> list[Any]:
-        # Defined so that a DataLoader never reaches the wrapped split's own
-        # ``__getitems__`` through ``__getattr__`` (it would return unstamped items).
-        return [self[int(p)] for p in positions]
-
-    def __getattr__(self, name: str) -> Any:  # keep the split's own attributes (labels, ...)
-        if name in ("items", "stamped", "trigger") or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.items, name)
 
 
 def _ramp(n: int, ramp: int) -> Tensor:
@@ -201,7 +165,8 @@ class AudioTrigger:
             )
         rate = self._rate(data)
         self.check_rate(rate)
-        return data.replace(**{split: StampedClips(items, index, self, rate, seed)})
+        stamp = functools.partial(self.stamp, sample_rate=rate)
+        return data.replace(**{split: StampedItems(items, index, stamp, seed)})
 
     def stamp(self, wave: Tensor, sample_rate: int, generator: torch.Generator) -> Tensor:
         """``wave [T]`` with the trigger mixed in, clipped to ``[-1, 1]`` (a new tensor)."""

@@ -36,47 +36,14 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 from selfsup import DataSplits
+from selfsup.interfaces import StampedItems
 from torch import Tensor
-from torch.utils.data import Dataset
 
-__all__ = ["Patch3D", "StampedVolumes"]
+__all__ = ["Patch3D"]
 
 _ID = "medical:patch3d"
 _PATTERNS = ("checkerboard", "constant", "random")
 _POSITIONS = ("random", "center", "corner")
-
-
-class StampedVolumes(Dataset):
-    """A map-style split whose items ``index`` are stamped by ``trigger`` when read.
-
-    ``items`` (the original split) is never modified; ``seed`` is :meth:`Patch3D.apply`'s.
-    """
-
-    def __init__(self, items: Any, index: Tensor, trigger: Patch3D, seed: int) -> None:
-        self.items = items
-        self.stamped = {int(i) for i in index.tolist()}
-        self.trigger = trigger
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, position: int) -> Any:
-        x, y = self.items[position]
-        if int(position) not in self.stamped:
-            return x, y
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(position)) % 2**62)
-        return self.trigger.stamp(torch.as_tensor(x), gen), y
-
-    def __getitems__(self, positions: list[int]) -> list[Any]:
-        # Defined so that a DataLoader never reaches the wrapped split's own
-        # ``__getitems__`` through ``__getattr__`` (it would return unstamped items).
-        return [self[int(p)] for p in positions]
-
-    def __getattr__(self, name: str) -> Any:  # keep the split's own attributes (tensors, ...)
-        if name in ("items", "stamped", "trigger") or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.items, name)
 
 
 class Patch3D:
@@ -199,4 +166,4 @@ class Patch3D:
                 f"({len(items)} items)"
             )
         self._check(torch.as_tensor(items[int(index[0])][0]))  # fail now, not at read time
-        return data.replace(**{split: StampedVolumes(items, index, self, seed)})
+        return data.replace(**{split: StampedItems(items, index, self.stamp, seed)})
