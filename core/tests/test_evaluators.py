@@ -228,6 +228,25 @@ def test_evaluators_use_overridden_embed_for_mask_splits(digits):
         RankMe(split="val").evaluate(Flatten(), masked, cpu_ctx())
 
 
+class ReadOnceSplits(DataSplits):
+    """Embeds a reversed view of each split with drop_last: both seams are observable."""
+
+    def embed_dataset(self, split):
+        x, y = self.split(split).tensors
+        return TensorDataset(x.flip(0), y.flip(0))
+
+    def embed_loader_options(self, runtime):
+        return {"drop_last": True}
+
+
+def test_embed_reads_the_overridable_dataset_and_loader_options(digits):
+    x, y = digits
+    splits = ReadOnceSplits(train=TensorDataset(x[:10], y[:10]), num_classes=10)
+    feats, labels = splits.embed(Flatten(), "train", Runtime(torch.device("cpu")), batch_size=4)
+    assert labels.tolist() == y[:10].flip(0)[:8].tolist()  # reversed, last partial batch dropped
+    assert torch.equal(feats, x[:10].flip(0)[:8].flatten(1).float())
+
+
 def test_knn_on_digits(digits):
     x, y = digits
     out = KNN().evaluate(Flatten(), make_splits(x, y), cpu_ctx(0))

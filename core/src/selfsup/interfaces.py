@@ -469,6 +469,25 @@ class DataSplits:
         """Collate items into a batch; the default stacks ``(x, y)`` pairs."""
         return torch.utils.data.default_collate(items)
 
+    def embed_dataset(self, split: str) -> Any:
+        """The dataset :meth:`embed` reads for ``split``; the default is :meth:`split`.
+
+        Override to read a split differently when embedding, e.g. decoded on the CPU
+        by loader workers rather than on the device.
+        """
+        return self.split(split)
+
+    def embed_loader_options(self, runtime: Runtime) -> dict[str, Any]:
+        """Extra ``DataLoader`` keyword arguments for :meth:`embed` (default none).
+
+        Example:
+            A split that decodes files can embed with worker processes::
+
+                def embed_loader_options(self, runtime):
+                    return {"num_workers": 4, "pin_memory": runtime.device.type == "cuda"}
+        """
+        return {}
+
     @torch.no_grad()
     def embed(
         self, encoder: nn.Module, split: str, runtime: Runtime, batch_size: int = 512
@@ -478,9 +497,12 @@ class DataSplits:
         In a distributed run every rank embeds the whole split (evaluation data is
         small next to pretraining data), so the result is identical on each rank.
         """
-        dataset = self.split(split)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate
+            self.embed_dataset(split),
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            **self.embed_loader_options(runtime),
         )
         was_training = encoder.training
         encoder.eval()

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from selfsup.interfaces import DataSplits
-from selfsup.runtime import Runtime, to_device
+from selfsup.runtime import Runtime
 from torch import Tensor
 
 from selfsup_vision.decode import Resize, decode_file, decode_jpeg_batch, is_jpeg
@@ -261,30 +261,13 @@ class StreamingSplits(DataSplits):
             return images, torch.stack([torch.as_tensor(y) for _, y in items])
         return torch.utils.data.default_collate(items)
 
-    @torch.no_grad()
-    def embed(
-        self, encoder: torch.nn.Module, split: str, runtime: Runtime, batch_size: int = 512
-    ) -> tuple[Tensor, Tensor]:
-        """Frozen pooled embeddings and labels of a split, decoded by ``workers`` workers."""
+    def embed_dataset(self, split: str) -> Any:
+        """The split's dataset, decoded on the CPU by the loader's workers."""
         dataset = self.split(split)
         if isinstance(dataset, StreamingImageDataset) and dataset.encoded:
             dataset = dataset.decoding(False)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=self.workers,
-            pin_memory=runtime.device.type == "cuda",
-            collate_fn=torch.utils.data.default_collate,
-        )
-        was_training = encoder.training
-        encoder.eval()
-        feats, labels = [], []
-        for x, y in loader:
-            x = to_device(x, runtime.device)
-            with runtime.autocast():
-                out = encoder(x)
-            feats.append(out.pooled.float().cpu())
-            labels.append(torch.as_tensor(y).cpu())
-        encoder.train(was_training)
-        return torch.cat(feats), torch.cat(labels)
+        return dataset
+
+    def embed_loader_options(self, runtime: Runtime) -> dict[str, Any]:
+        """``workers`` decoding processes, pinned memory on CUDA."""
+        return {"num_workers": self.workers, "pin_memory": runtime.device.type == "cuda"}
