@@ -333,6 +333,8 @@ train: {{epochs: 4, batch_size: 32, device: cpu, progress: false}}
     run_dir = tmp_path / "runs" / "nan" / "nan-after" / "seed-0"
     result = json.loads((run_dir / "results.json").read_text())
     assert result["status"] == "failed" and "last good checkpoint" in result["error"]
+    assert result["dataset"]["sizes"]["train"] == 84  # the data's facts survive a failure
+    assert result["dataset"]["task"] == "classification"
     state = ckpt.load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["epoch"] == 2 and state["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in state["encoder"].values())

@@ -402,6 +402,40 @@ class DataSplits:
         """Whether ``y`` is one integer class per item (probes, kNN and k-means apply)."""
         return self.task in CLASS_TASKS and self.num_classes > 0
 
+    def describe(self) -> dict[str, Any]:
+        """Plain-data facts about the splits, recorded as ``dataset`` in ``results.json``.
+
+        Returns:
+            ``{"modality", "task", "num_classes", "label_shape", "sizes"}`` where
+            ``sizes`` maps each present split to its number of items (a graph's
+            ``train`` counts the graph's nodes); a streamed split without a length
+            is left out of ``sizes``.
+
+        Example:
+            >>> import torch
+            >>> from torch.utils.data import TensorDataset
+            >>> x, y = torch.zeros(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+            >>> DataSplits(TensorDataset(x, y), test=TensorDataset(x[:2], y[:2]),
+            ...            num_classes=2).describe()["sizes"]
+            {'train': 6, 'test': 2}
+        """
+        sizes = {}
+        for name in ("train", "val", "test"):
+            value = getattr(self, name)
+            try:
+                size = _split_len(value) if value is not None else None
+            except TypeError:  # a __len__ that refuses (an unsized stream)
+                size = None
+            if size is not None:
+                sizes[name] = size
+        return {
+            "modality": self.modality,
+            "task": self.task,
+            "num_classes": self.num_classes,
+            "label_shape": list(self.label_shape),
+            "sizes": sizes,
+        }
+
     def split(self, name: str) -> Any:
         """Return a split by name (``train``, ``val`` or ``test``).
 

@@ -475,6 +475,7 @@ def _run_one(
         "objective": arm.objective.id if arm.objective else None,
         "baseline": plan.baseline, "metrics": {}, "status": "ok",
     }  # fmt: skip
+    record["dataset"] = data.describe()
     if applied:
         record["transforms"] = applied
     error: BaseException | None = None
