@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from selfsup.interfaces import Padded
@@ -69,6 +71,25 @@ def test_distractors_come_from_other_masked_frames_of_the_same_item() -> None:
         assert bool((negs != targets[row]).all()), "the target is its own distractor"
 
 
+def test_cross_distractors_come_from_masked_frames_of_other_items() -> None:
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[0, [1, 2, 5]] = True
+    mask[1, [7]] = True
+    mask[2, [0, 9]] = True
+    gen = torch.Generator().manual_seed(0)
+    targets, negatives, valid = sample_distractors(mask, 4, generator=gen, cross_negatives=50)
+    assert negatives.shape == valid.shape == (6, 54)
+    cross, cross_valid = negatives[:, 4:], valid[:, 4:]
+    assert bool(cross_valid.all())  # every item has masked frames in another item
+    flat = mask.flatten()
+    assert bool(flat[cross].all()), "a cross distractor is not masked"
+    assert bool((cross // 10 != targets[:, None] // 10).all()), "a cross distractor of its item"
+    assert set((cross[0] // 10).tolist()) == {1, 2}  # both other items are drawn from
+    # a single item: no other item to draw from, so no valid cross distractor
+    _, neg1, valid1 = sample_distractors(mask[:1], 2, generator=gen, cross_negatives=3)
+    assert neg1.shape == (3, 5) and not valid1[:, 2:].any() and valid1[:, :2].all()
+
+
 def test_contract_and_temperature_schedule(selfsup_pm) -> None:
     spec = selfsup_pm.get("objective", "audio:wav2vec2")
     encoder = small_wav2vec2()
@@ -90,6 +111,8 @@ def test_bad_inputs_raise_clear_errors() -> None:
         Wav2Vec2Contrastive(16, code_dim=10, groups=3).attach(small_wav2vec2())
     with pytest.raises(ValueError, match="logit_temp"):
         Wav2Vec2Contrastive(16, logit_temp=0.0)
+    with pytest.raises(ValueError, match="cross_negatives=-1 must be >= 0"):
+        Wav2Vec2Contrastive(16, cross_negatives=-1)
     w2v = small_wav2vec2()
     good = Wav2Vec2Contrastive(w2v.embed_dim, final_dim=8, code_dim=8, entries=4)
     with pytest.raises(TypeError, match="waveform batch"):
@@ -99,27 +122,45 @@ def test_bad_inputs_raise_clear_errors() -> None:
 # ---------------------------------------- learning (pretrain: conftest.py)
 
 
-@pytest.mark.heavy
-def test_wav2vec2_pretraining_on_fsdd_learns_its_task(fsdd_digits, pretrain) -> None:
-    """40 steps on FSDD: the codebook stays diverse and the contrastive task is above chance.
+def _contrastive_on_test(encoder, objective, data, batches: int = 4) -> dict[str, float]:
+    """Mean contrastive loss and accuracy on held-out FSDD test clips (fixed masks)."""
+    torch.manual_seed(123)
+    sums = {"contrastive": 0.0, "acc": 0.0}
+    with torch.no_grad():
+        for b in range(batches):
+            x, _ = data.collate([data.test[i] for i in range(32 * b, 32 * (b + 1))])
+            metrics = objective(encoder, [x]).metrics
+            for key in sums:
+                sums[key] += float(metrics[key]) / batches
+    return sums
 
-    What this budget does NOT show (measured, see the report): the frozen pooled
-    embeddings beating random init on the probes; wav2vec 2.0's contrastive loss sits on
-    its log(K + 1) plateau for the first few hundred steps on FSDD.
+
+@pytest.mark.heavy
+def test_wav2vec2_pretraining_beats_random_init_on_fsdd(fsdd_digits, fsdd_probe, pretrain) -> None:
+    """300 steps on 480 FSDD clips: the contrastive loss leaves log(K + 1), probes improve.
+
+    Measured over seeds 0, 1, 2 (this recipe; see examples/audio/wav2vec2_fsdd.yaml): digit
+    0.28 -> 0.53, speaker 0.52 -> 0.64 (means), every seed by >= +0.23 and >= +0.07.
     """
     data, train_idx = fsdd_digits
     encoder = small_wav2vec2(seed=0, conv_layers=6)
+    before = fsdd_probe(encoder, data, train_idx)
     torch.manual_seed(0)
     objective = Wav2Vec2Contrastive(encoder.embed_dim, **WAV2VEC2_FSDD)
-    out = pretrain(encoder, objective, data, train_idx, steps=40)
-    k = WAV2VEC2_FSDD["num_negatives"]
-    assert float(out.metrics["code_perplexity"]) > 16, out.metrics  # no codebook collapse
-    assert float(out.metrics["acc"]) > 1.3 / (k + 1), out.metrics  # above chance
+    out = pretrain(encoder, objective, data, train_idx, steps=300)
+    after = fsdd_probe(encoder, data, train_idx)
+    held_out = _contrastive_on_test(encoder, objective, data)
+    k = WAV2VEC2_FSDD["num_negatives"] + WAV2VEC2_FSDD["cross_negatives"]
+    assert float(out.metrics["code_perplexity"]) > 8, out.metrics  # no codebook collapse
     assert float(out.metrics["gumbel_temp"]) == pytest.approx(0.5)
+    assert held_out["contrastive"] < math.log(k + 1) - 0.15, held_out  # off the plateau
+    assert held_out["acc"] > 1.5 / (k + 1), held_out  # above chance
+    assert after["digit"] > before["digit"] + 0.10, (before, after)
+    assert after["speaker"] > before["speaker"] + 0.03, (before, after)
 
 
 #: The FSDD settings (examples/audio/wav2vec2_fsdd.yaml uses the same).
 WAV2VEC2_FSDD = {
-    "final_dim": 64, "code_dim": 64, "entries": 64, "num_negatives": 10,
+    "final_dim": 64, "code_dim": 64, "entries": 8, "num_negatives": 10, "cross_negatives": 5,
     "mask_prob": 0.1, "mask_length": 4, "diversity_weight": 1.0, "feature_penalty": 0.0,
 }  # fmt: skip

@@ -17,7 +17,14 @@ among ``q_t`` and ``K`` distractors drawn uniformly, with replacement, from the
 *other masked* frames of the same utterance (a distractor whose quantized vector
 equals the target's counts as a distractor unless ``ignore_identical``: the reference
 implementation ignores it, which lets a collapsed codebook reach zero loss). Loss:
-``L_m + diversity_weight * L_d + feature_penalty * mean(z ** 2)``.
+``L_m + diversity_weight * L_d + feature_penalty * mean(z ** 2)``. Optionally
+``cross_negatives`` more distractors come from the masked frames of the other items
+of the batch (fairseq's ``cross_sample_negatives``): on short clips (FSDD: ~25
+frames) they add utterance-level contrast (speaker, word) to the within-utterance one.
+
+Metrics: ``context_cos`` (mean cosine between the context vectors of different masked
+frames) near 1 is the collapse in which the contrastive loss sits at ``log(K + 1)``:
+every masked context vector the same and orthogonal to all targets.
 
 Needs an encoder with ``conv_features(wave) -> (z, lengths)`` and either
 ``forward_features(z, lengths, time_mask)`` or ``forward_masked(wave, time_mask)``
@@ -41,7 +48,10 @@ __all__ = ["Wav2Vec2Contrastive", "sample_distractors"]
 
 
 def sample_distractors(
-    mask: Tensor, num_negatives: int, generator: torch.Generator | None = None
+    mask: Tensor,
+    num_negatives: int,
+    generator: torch.Generator | None = None,
+    cross_negatives: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Distractor indices for every masked frame, from other masked frames of its item.
 
@@ -49,9 +59,12 @@ def sample_distractors(
         mask: ``[B, T]`` masked real frames.
         num_negatives: ``K`` distractors per masked frame (drawn with replacement).
         generator: CPU generator (default: torch's global one).
+        cross_negatives: ``K_c`` more distractors per masked frame drawn from the masked
+            frames of the *other* items of the batch (fairseq's
+            ``cross_sample_negatives``); they follow the ``K`` own-item ones.
 
     Returns:
-        ``(targets [N], negatives [N, K], valid [N, K])``: flat indices into ``B * T``
+        ``(targets [N], negatives [N, K + K_c], valid [N, K + K_c])``: flat indices into ``B * T``
         of the ``N`` masked frames (row-major), of their distractors, and whether each
         distractor exists (an item with a single masked frame has none).
     """
@@ -72,7 +85,22 @@ def sample_distractors(
             negatives[start : start + count] = start + draw
             valid[start : start + count] = True
         start += count
-    negatives = targets.cpu()[negatives.flatten()].view(n, num_negatives)
+    if cross_negatives > 0:
+        cross = torch.zeros(n, cross_negatives, dtype=torch.long)
+        cross_valid = torch.zeros(n, cross_negatives, dtype=torch.bool)
+        start = 0
+        for count in counts:
+            count = int(count)
+            others = n - count
+            if count and others > 0:
+                draw = torch.randint(0, others, (count, cross_negatives), generator=generator)
+                cross[start : start + count] = draw + count * (draw >= start).long()
+                cross_valid[start : start + count] = True
+            start += count
+        negatives = torch.cat([negatives, cross], dim=1)
+        valid = torch.cat([valid, cross_valid], dim=1)
+    width_k = negatives.shape[1]
+    negatives = targets.cpu()[negatives.flatten()].view(n, width_k)
     return targets, negatives.to(mask.device), valid.to(mask.device)
 
 
@@ -86,6 +114,8 @@ class Wav2Vec2Contrastive(Objective):
         groups: Codebooks ``G`` (paper: 2).
         entries: Entries per codebook ``V`` (paper: 320).
         num_negatives: Distractors ``K`` (paper: 100).
+        cross_negatives: Further distractors from the masked frames of the other items
+            of the batch (fairseq's ``cross_sample_negatives``; paper: 0).
         logit_temp: Temperature ``kappa`` of the cosine logits (paper: 0.1).
         diversity_weight: ``alpha`` (paper: 0.1).
         feature_penalty: Weight of ``mean(z ** 2)`` of the conv features (reference: 10).
@@ -110,6 +140,7 @@ class Wav2Vec2Contrastive(Objective):
         groups: PositiveInt = 2,
         entries: Annotated[int, Field(ge=2)] = 320,
         num_negatives: PositiveInt = 100,
+        cross_negatives: Annotated[int, Field(ge=0)] = 0,
         logit_temp: Annotated[float, Field(gt=0)] = 0.1,
         diversity_weight: Annotated[float, Field(ge=0)] = 0.1,
         feature_penalty: Annotated[float, Field(ge=0)] = 10.0,
@@ -128,7 +159,13 @@ class Wav2Vec2Contrastive(Objective):
                 f"{self.name}: logit_temp={logit_temp!r} must be > 0 and "
                 f"mask_prob={mask_prob!r} in (0, 1]"
             )
+        if int(cross_negatives) < 0:
+            raise ValueError(
+                f"{self.name}: cross_negatives={cross_negatives!r} must be >= 0 (0: only "
+                "distractors from the same utterance, as the paper)"
+            )
         self.num_negatives = int(num_negatives)
+        self.cross_negatives = int(cross_negatives)
         self.ignore_identical = bool(ignore_identical)
         self.logit_temp = float(logit_temp)
         self.diversity_weight = float(diversity_weight)
@@ -193,7 +230,9 @@ class Wav2Vec2Contrastive(Objective):
             raise TypeError(
                 f"{self.name}: the encoder's masked tokens do not match its conv frames"
             )
-        targets, negatives, valid = sample_distractors(mask, self.num_negatives)
+        targets, negatives, valid = sample_distractors(
+            mask, self.num_negatives, cross_negatives=self.cross_negatives
+        )
         width = feats.shape[-1]
         masked_z = self.feature_norm(feats.reshape(-1, width)[targets])
         q = self.quantizer(masked_z)
@@ -222,6 +261,11 @@ class Wav2Vec2Contrastive(Objective):
         with torch.no_grad():
             best_neg = logits[:, 1:].max(1).values if logits.shape[1] > 1 else logits[:, 0] - 1
             acc = (logits[:, 0] > best_neg).float().mean() if logits.shape[0] else zero.sum()
+            # mean cosine between the context vectors of different masked frames: near 1
+            # means the collapse that keeps the loss at log(K + 1) (see the quantizer)
+            n_c = c.shape[0]
+            total = c.sum(0)
+            ctx_cos = (total @ total - n_c) / max(n_c * (n_c - 1), 1)
         return ObjectiveOutput(
             loss=loss,
             metrics={
@@ -229,6 +273,7 @@ class Wav2Vec2Contrastive(Objective):
                 "diversity": q.diversity_loss.detach(),
                 "feature_penalty": penalty.detach(),
                 "acc": acc,
+                "context_cos": ctx_cos,
                 "code_perplexity": q.code_perplexity,
                 "prob_perplexity": q.prob_perplexity.detach(),
                 "gumbel_temp": self.quantizer.temperature.detach().clone(),
