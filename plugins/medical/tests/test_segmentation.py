@@ -89,3 +89,21 @@ def test_raw_linear_baseline_ignores_the_encoder(colin) -> None:
     enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
     metrics = check_evaluator(spec, enc, colin, budget=2, steps=30, model="raw-linear")
     assert 0 <= metrics["dice_mean"] <= 1 and metrics["regions_scored"] == 7
+
+
+def test_flip_axes_are_checked_and_only_those_axes_flip() -> None:
+    from selfsup_medical.evaluators.segmentation import SegmentationFinetune, _sub_crop
+
+    with pytest.raises(ValueError, match=r"flip_axes=\[3\]"):
+        SegmentationFinetune(flip_axes=[3])
+    assert SegmentationFinetune().flip_axes == (0, 1, 2)
+    x = torch.arange(4 * 5 * 6, dtype=torch.float32).reshape(1, 4, 5, 6)
+    y = x[0].long()
+    seen = set()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        xc, yc = _sub_crop(x, y, (4, 5, 6), gen, (0,))
+        assert torch.equal(xc[0].long(), yc)  # image and label flipped together
+        assert torch.equal(xc[0, 0], x[0, 0]) or torch.equal(xc[0, 0], x[0, -1])
+        seen.add(bool(torch.equal(xc, x)))
+    assert seen == {True, False}  # axis 0 flips about half the time, the others never

@@ -144,8 +144,17 @@ def pick_crops(train: Any, budget: int, min_foreground: float, seed: int) -> lis
     )
 
 
-def _sub_crop(x: Tensor, y: Tensor, roi: tuple[int, ...], gen: torch.Generator) -> tuple:
-    """A random ``roi`` window (padded at the end if the crop is smaller) and flips."""
+def _sub_crop(
+    x: Tensor,
+    y: Tensor,
+    roi: tuple[int, ...],
+    gen: torch.Generator,
+    flip_axes: tuple[int, ...] = (0, 1, 2),
+) -> tuple:
+    """A random ``roi`` window (end-padded if the crop is smaller), randomly flipped.
+
+    Each spatial axis in ``flip_axes`` (0 = the first) is flipped with probability 0.5.
+    """
     pad = [max(0, r - s) for r, s in zip(roi, x.shape[1:], strict=True)]
     if any(pad):
         spec = [p for side in reversed(pad) for p in (0, side)]
@@ -157,7 +166,7 @@ def _sub_crop(x: Tensor, y: Tensor, roi: tuple[int, ...], gen: torch.Generator) 
     ]
     win = tuple(slice(a, a + r) for a, r in zip(starts, roi, strict=True))
     x, y = x[(slice(None), *win)], y[win]
-    for axis in range(3):
+    for axis in flip_axes:
         if float(torch.rand(1, generator=gen)) < 0.5:
             x, y = x.flip(axis + 1), y.flip(axis)
     return x, y
@@ -185,6 +194,11 @@ class SegmentationFinetune:
         model: ``"unetr"`` (the encoder + decoder) or ``"raw-linear"``: the baseline
             that ignores the encoder, a linear classifier of each voxel's raw 3^3
             intensity neighbourhood trained and scored the same way.
+        flip_axes: Spatial axes (0-2) along which training windows are flipped at
+            random. On RAS volumes, axis 0 is left-right: flipping it is what lets a
+            model trained on one hemisphere read the other, while flipping the
+            anterior-posterior (1) or inferior-superior (2) axis would swap where the
+            regions lie (frontal vs occipital), which is the cue that separates them.
     """
 
     def __init__(
@@ -203,6 +217,7 @@ class SegmentationFinetune:
         min_foreground: Annotated[float, Field(ge=0, le=1)] = 0.05,
         save_masks: bool = True,
         model: Literal["unetr", "raw-linear"] = "unetr",
+        flip_axes: list[Annotated[int, Field(ge=0, le=2)]] | None = None,
     ) -> None:
         self.budget, self.steps, self.batch_size = budget, steps, batch_size
         self.lr, self.encoder_lr_scale, self.weight_decay = lr, encoder_lr_scale, weight_decay
@@ -210,6 +225,13 @@ class SegmentationFinetune:
         self.overlap, self.sw_batch_size = overlap, sw_batch_size
         self.cpu_stitch_voxels, self.min_foreground = cpu_stitch_voxels, min_foreground
         self.save_masks, self.model = save_masks, model
+        axes = (0, 1, 2) if flip_axes is None else tuple(int(a) for a in flip_axes)
+        if any(a not in (0, 1, 2) for a in axes):
+            raise ValueError(
+                f"{_ID}: flip_axes={list(axes)} must hold spatial axes 0, 1 or 2 "
+                "(e.g. [0] to flip left-right only)"
+            )
+        self.flip_axes = axes
 
     def _roi(self, encoder: nn.Module, crop_shape: tuple[int, ...]) -> tuple[int, int, int]:
         k = int(getattr(encoder, "size_multiple", 1) or 1)
@@ -253,7 +275,7 @@ class SegmentationFinetune:
         gen = torch.Generator().manual_seed(self.seed)
         for _ in range(self.steps):
             pick = torch.randint(0, len(crops), (self.batch_size,), generator=gen).tolist()
-            pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen) for i in pick]
+            pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen, self.flip_axes) for i in pick]
             x = torch.stack([p[0] for p in pairs]).to(device)
             y = torch.stack([p[1] for p in pairs])[:, None].to(device)
             with ctx.runtime.autocast():
@@ -321,6 +343,7 @@ class SegmentationFinetune:
                 "steps": self.steps,
                 "batch_size": self.batch_size,
                 "roi_size": list(self.roi),
+                "flip_axes": list(self.flip_axes),
                 "loss": "monai DiceCELoss (softmax, one-hot)",
                 "inference": "monai sliding_window_inference, overlap "
                 f"{self.overlap}, gaussian blending",
