@@ -34,6 +34,7 @@ VARIANTS = [
     ("audio:ssast", {"patch": "square", "n_mels": 32, "embed_dim": 32, "depth": 1}),
     ("audio:ssast", {"n_mels": 32, "patch_time": 3, "embed_dim": 32, "depth": 1}),
     ("audio:cnn1d", {"n_mels": 32, "channels": [16, 16, 16], "strides": [2, 1, 3]}),
+    ("audio:cnn1d", {"n_mels": 32, "channels": [16, 24], "pooling": "meanstd"}),
     ("audio:wav2vec2", {**SMALL["audio:wav2vec2"], "layer_norm_first": True, "conv_layers": 5}),
 ]
 
@@ -88,6 +89,19 @@ def test_spectral_encoders_take_logmel_feature_batches(cls: type, waves: Padded)
 
 def _id(cls: type) -> str:
     return {CNN1d: "audio:cnn1d", SSASTEncoder: "audio:ssast", ECAPATDNN: "audio:ecapa-tdnn"}[cls]
+
+
+def test_cnn1d_statistics_pooling_is_mean_and_std_of_frames(waves: Padded) -> None:
+    torch.manual_seed(0)
+    enc = CNN1d(sample_rate=SR, n_mels=32, channels=[16, 24], pooling="meanstd").eval()
+    out = enc(waves)
+    assert enc.embed_dim == 48 and out.pooled.shape == (3, 48)
+    for i in range(3):
+        frames = out.tokens[i][out.mask[i]][:, :24]
+        assert torch.allclose(out.pooled[i, :24], frames.mean(0), atol=1e-5)
+        std = (frames.var(0, unbiased=False) + 1e-5).sqrt()  # masked_std eps
+        assert torch.allclose(out.pooled[i, 24:], std, atol=1e-5)
+    assert bool((out.tokens[..., 24:] == 0).all())
 
 
 def test_plain_tensor_is_all_real(waves: Padded) -> None:
@@ -175,6 +189,7 @@ def test_bad_inputs_are_named(waves: Padded) -> None:
         (ECAPATDNN, {"channels": 30, "scale": 8}, "channels=30 is not divisible by scale=8"),
         (CNN1d, {"channels": [8, 8], "strides": [1]}, "one stride per layer"),
         (CNN1d, {"kernel_size": 4}, "kernel_size=4 must be odd"),
+        (CNN1d, {"pooling": "max"}, "pooling='max' is not one of mean, meanstd"),
     ],
 )
 def test_bad_parameters_are_named(cls: type, params: dict, match: str) -> None:

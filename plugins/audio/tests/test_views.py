@@ -64,6 +64,58 @@ def test_speed_changes_length_and_pitch() -> None:
     assert abs(peak_hz - 300 * 1.25) < 5
 
 
+def test_segment_shuffle_keeps_samples_and_length_and_changes_order() -> None:
+    torch.manual_seed(0)
+    batch = Padded.from_list([torch.arange(1, 8001).float() / 8000, torch.arange(1, 5051) / 8000])
+    (view,) = WaveViews(n_views=1, sample_rate=SR, shuffle_prob=1.0, segment_seconds=0.1,
+                        **OFF)(batch)  # fmt: skip
+    assert view.lengths.tolist() == batch.lengths.tolist()
+    for i in range(2):
+        item, src = view.item(i), batch.item(i)
+        assert torch.equal(item.sort().values, src.sort().values)  # same samples
+        assert not torch.equal(item, src)  # in another order
+        segs = item[: len(src) // 800 * 800].view(-1, 800)
+        # Whole 800-sample segments move intact: each is a contiguous run of the source.
+        assert bool((segs.diff(dim=1) - 1 / 8000).abs().max() < 1e-6)
+    # The tail shorter than a segment (5050 = 6 * 800 + 250) stays last.
+    assert torch.equal(view.item(1)[4800:], batch.item(1)[4800:])
+    assert bool((view.values[~view.mask] == 0).all())
+
+
+def test_segment_shuffle_probability_zero_and_per_item() -> None:
+    batch = _tones((8000, 8000, 8000, 8000))
+    (same,) = WaveViews(n_views=1, sample_rate=SR, shuffle_prob=0.0, **OFF)(batch)
+    assert torch.equal(same.values, batch.values)
+    torch.manual_seed(3)
+    (view,) = WaveViews(n_views=1, sample_rate=SR, shuffle_prob=0.5, **OFF)(batch)
+    changed = [not torch.equal(view.item(i), batch.item(i)) for i in range(4)]
+    assert any(changed) and not all(changed)
+
+
+def test_reverse_flips_real_samples_only() -> None:
+    batch = _tones((8000, 3000))
+    (view,) = WaveViews(n_views=1, sample_rate=SR, reverse_prob=1.0, **OFF)(batch)
+    assert view.lengths.tolist() == [8000, 3000]
+    for i in range(2):
+        assert torch.equal(view.item(i), batch.item(i).flip(0))
+    assert bool((view.values[~view.mask] == 0).all())
+
+
+def test_config_rejects_bad_shuffle_params() -> None:
+    """``selfsup check`` names an out-of-range shuffle/reverse value."""
+    from selfsup import ConfigError, load_config_text, resolve_experiment
+
+    for key, value in (("shuffle_prob", 1.5), ("segment_seconds", 0), ("reverse_prob", -0.1)):
+        text = f"""
+name: bad
+data: {{id: audio:fsdd}}
+encoder: {{id: audio:cnn1d}}
+views: {{id: audio:wave-views, params: {{{key}: {value}}}}}
+"""
+        with pytest.raises(ConfigError, match=key):
+            resolve_experiment(load_config_text(text))
+
+
 def test_wave_views_accept_plain_tensors_and_keep_input() -> None:
     x = 0.1 * torch.randn(2, 1600)
     before = x.clone()

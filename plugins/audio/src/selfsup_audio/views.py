@@ -4,8 +4,10 @@ Both take the collated waveform batch (``Padded(values [B, T], lengths [B])`` or
 ``[B, T]`` tensor) and return a list of ``Padded`` views; nothing loops over items in
 Python and the input is never modified.
 
-* :class:`WaveViews`: random crop, gain, additive noise at a random SNR and speed
-  perturbation, each item drawing its own values; views stay waveforms.
+* :class:`WaveViews`: random crop, gain, additive noise at a random SNR, speed
+  perturbation, and two content-destroying, voice-preserving views for speaker
+  embeddings (segment shuffling and time reversal), each item drawing its own values;
+  views stay waveforms.
 * :class:`SpecAugmentViews`: frame features (log-mel, MFCC or LFCC) with SpecAugment
   time and frequency masks (torchaudio's ``TimeMasking`` / ``FrequencyMasking`` with
   independent masks per item); views are feature batches ``[B, frames, F]``.
@@ -46,7 +48,13 @@ def _uniform(low: float, high: float, n: int, device: torch.device) -> Tensor:
 
 
 class WaveViews:
-    """Waveform views: random crop, gain, noise and speed, independently per item.
+    """Waveform views: random crop, gain, noise, speed, segment shuffle and reversal.
+
+    Every item draws its own values. Speed changes shift pitch and formants, i.e. the
+    voice; for speaker embeddings set ``speed_prob: 0`` and use ``shuffle_prob`` /
+    ``reverse_prob`` instead: they keep every sample of the clip (so its long-term
+    spectrum, the voice) and destroy the word order, so two views of one utterance
+    agree on who speaks and not on what is said.
 
     Args:
         n_views: How many views to return.
@@ -59,6 +67,11 @@ class WaveViews:
         speed_prob: Probability of a speed change for an item.
         speed: Range of the speed factor (> 1 is faster and shorter; linear
             interpolation, so pitch moves with speed, as in Kaldi's speed perturbation).
+        shuffle_prob: Probability of shuffling an item's segments (after the crop): the
+            whole ``segment_seconds`` segments of its real samples are put in a random
+            order; a shorter tail segment stays last. Length and samples are kept.
+        segment_seconds: Length of the shuffled segments.
+        reverse_prob: Probability of reversing an item's real samples in time.
     """
 
     def __init__(
@@ -71,6 +84,9 @@ class WaveViews:
         snr_db: tuple[float, float] = (5.0, 30.0),
         speed_prob: Annotated[float, Field(ge=0, le=1)] = 0.5,
         speed: tuple[float, float] = (0.9, 1.1),
+        shuffle_prob: Annotated[float, Field(ge=0, le=1)] = 0.0,
+        segment_seconds: Annotated[float, Field(gt=0)] = 0.1,
+        reverse_prob: Annotated[float, Field(ge=0, le=1)] = 0.0,
     ) -> None:
         if gain_db[0] > gain_db[1] or snr_db[0] > snr_db[1] or speed[0] > speed[1]:
             raise ValueError(
@@ -82,6 +98,8 @@ class WaveViews:
         self.crop = None if crop_seconds is None else max(1, round(crop_seconds * sample_rate))
         self.gain_db, self.noise_prob, self.snr_db = gain_db, noise_prob, snr_db
         self.speed_prob, self.speed = speed_prob, speed
+        self.shuffle_prob, self.reverse_prob = shuffle_prob, reverse_prob
+        self.segment = max(1, round(segment_seconds * sample_rate))
 
     def _speed(self, wave: Padded) -> Padded:
         x, lengths = wave.values, wave.lengths.to(wave.values.device)
@@ -116,9 +134,38 @@ class WaveViews:
         mask = torch.arange(size, device=x.device)[None] < new_len[:, None]
         return Padded(torch.gather(x, 1, idx) * mask, new_len.to(wave.lengths.device))
 
+    def _shuffle(self, wave: Padded) -> Padded:
+        """Permute the whole segments of the chosen items' real samples (tail stays)."""
+        if self.shuffle_prob == 0.0:
+            return wave
+        x, lengths = wave.values, wave.lengths.to(wave.values.device)
+        b, t = x.shape
+        k = -(-t // self.segment)  # segments covering the padded width
+        chosen = torch.rand(b, device=x.device) < self.shuffle_prob
+        n_full = torch.where(chosen, torch.div(lengths, self.segment, rounding_mode="floor"), 0)
+        seg = torch.arange(k, device=x.device)[None].expand(b, k)
+        # Whole real segments get random keys in [0, 1); the others keep their place.
+        keys = torch.where(seg < n_full[:, None], torch.rand(b, k, device=x.device), seg + 1.0)
+        perm = keys.argsort(dim=1)  # [B, K]: source segment of each output segment
+        pos = torch.arange(t, device=x.device)
+        src = perm[:, pos // self.segment] * self.segment + (pos % self.segment)[None]
+        return Padded(torch.gather(x, 1, src.clamp(max=t - 1)), wave.lengths)
+
+    def _reverse(self, wave: Padded) -> Padded:
+        """Reverse the chosen items' real samples in time (padding stays at the end)."""
+        if self.reverse_prob == 0.0:
+            return wave
+        x, lengths = wave.values, wave.lengths.to(wave.values.device)
+        b, t = x.shape
+        chosen = torch.rand(b, device=x.device) < self.reverse_prob
+        pos = torch.arange(t, device=x.device)[None].expand(b, t)
+        flipped = (lengths[:, None] - 1 - pos).clamp(min=0)
+        src = torch.where(chosen[:, None] & (pos < lengths[:, None]), flipped, pos)
+        return Padded(torch.gather(x, 1, src), wave.lengths)
+
     def view(self, wave: Padded) -> Padded:
         """One view of a padded waveform batch."""
-        wave = self._crop(self._speed(wave))
+        wave = self._reverse(self._shuffle(self._crop(self._speed(wave))))
         x, mask = wave.values, wave.mask
         b, dev = x.shape[0], x.device
         gain = 10.0 ** (_uniform(self.gain_db[0], self.gain_db[1], b, dev) / 20.0)

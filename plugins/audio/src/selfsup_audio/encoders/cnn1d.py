@@ -183,6 +183,11 @@ class CNN1d(Encoder):
         hop_ms: Frame hop of the log-mel front end in milliseconds.
         norm: Per-utterance log-mel normalisation over real frames: ``"scalar"`` (one
             mean/std: keeps the spectral envelope), ``"bands"`` (per band) or ``"none"``.
+        pooling: ``"mean"`` (masked mean of the last layer's frames, ``embed_dim =
+            channels[-1]``) or ``"meanstd"`` (statistics pooling as in x-vectors and
+            ECAPA: their mean and standard deviation, ``embed_dim = 2 * channels[-1]``;
+            the frame ``tokens`` are then zero-padded to ``embed_dim``, as in
+            ``audio:mfcc-stats``).
 
     Raises:
         ValueError: ``strides`` and ``channels`` differ in length, or an even kernel.
@@ -199,8 +204,11 @@ class CNN1d(Encoder):
         strides: Sequence[Annotated[int, Field(ge=1)]] | None = None,
         hop_ms: Annotated[float, Field(gt=0)] = 10.0,
         norm: Norm = "scalar",
+        pooling: Literal["mean", "meanstd"] = "mean",
     ) -> None:
         super().__init__()
+        if pooling not in ("mean", "meanstd"):
+            raise ValueError(f"audio:cnn1d: pooling={pooling!r} is not one of mean, meanstd")
         channels = list(channels)
         if not channels:
             raise ValueError("audio:cnn1d: channels must list at least one layer width")
@@ -221,7 +229,8 @@ class CNN1d(Encoder):
             MaskedConv(widths[i], widths[i + 1], kernel_size, strides[i])
             for i in range(len(channels))
         )
-        self.embed_dim = channels[-1]
+        self.pooling = pooling
+        self.embed_dim = channels[-1] * (2 if pooling == "meanstd" else 1)
 
     def forward(self, x: Any) -> EncoderOutput:
         """Encode waveforms or log-mel feature batches.
@@ -238,6 +247,9 @@ class CNN1d(Encoder):
             hidden.append(h.transpose(1, 2))
         frames = hidden[-1]
         mask = length_mask(lengths, frames.shape[1])
-        return EncoderOutput(
-            pooled=masked_mean(frames, mask), tokens=frames, mask=mask, hidden_states=tuple(hidden)
-        )
+        pooled = masked_mean(frames, mask)
+        tokens = frames
+        if self.pooling == "meanstd":
+            pooled = torch.cat([pooled, masked_std(frames, mask, pooled)], dim=-1)
+            tokens = nn.functional.pad(frames, (0, self.embed_dim - frames.shape[-1]))
+        return EncoderOutput(pooled=pooled, tokens=tokens, mask=mask, hidden_states=tuple(hidden))
