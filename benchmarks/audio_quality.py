@@ -9,7 +9,10 @@ Runs, unchanged except for the seeds (and the options below):
   DINO on waveform views;
 * ``examples/audio/deepfake_fsdd.yaml``: deepfake EER of the spectral-only, SSL-only and
   fused detectors (``audio:deepfake``) on the speaker-disjoint FSDD real-vs-fake split,
-  for the same three encoders.
+  for the same three encoders;
+* ``examples/audio/{ssast,hubert,beats}_fsdd.yaml``: each objective against its encoder
+  at random init (digit and speaker probes, cosine verification EER/minDCF);
+  ``wav2vec2_fsdd.yaml`` likewise, only when named in ``--configs``.
 
 Every figure is mean ± std over the seeds (one run per arm and seed; the model selection
 inside each evaluator is on validation data), beside the reference figures of
@@ -21,6 +24,9 @@ Run from the repository root (one thread; the CPU is shared):
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audio_quality.py
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audio_quality.py --seeds 0 --epochs 1 --tag quick
+    # parts over other seeds, then merged into audio_quality.{json,md}:
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audio_quality.py --seeds 1 2 --tag s12
+    .venv/bin/python benchmarks/audio_quality.py --combine benchmarks/results/audio_quality_*.json
 """
 
 from __future__ import annotations
@@ -37,14 +43,20 @@ from typing import Any
 
 import torch
 import yaml
-from selfsup import load_config_text, run_experiment
+from selfsup import load_config, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = {
     "verification": ROOT / "examples" / "audio" / "verification_fsdd.yaml",
     "deepfake": ROOT / "examples" / "audio" / "deepfake_fsdd.yaml",
+    "ssast": ROOT / "examples" / "audio" / "ssast_fsdd.yaml",
+    "hubert": ROOT / "examples" / "audio" / "hubert_fsdd.yaml",
+    "beats": ROOT / "examples" / "audio" / "beats_fsdd.yaml",
+    "wav2vec2": ROOT / "examples" / "audio" / "wav2vec2_fsdd.yaml",
 }
+#: Sections that are not run unless named in ``--configs`` (another config's owner).
+OPTIONAL = ("wav2vec2",)
 #: ../shared/DATA.md, FSDD (index 0-4 test), frozen encoder + logistic regression.
 REFERENCE = {
     "mfcc-stats": {"digit_acc": 0.950, "speaker_acc": 0.997, "eer": 0.176},
@@ -59,6 +71,10 @@ COLUMNS = {
         "ltdnn_acc",
         "ltdnn_eer",
     ],
+    **{
+        name: ["digit_acc", "speaker_acc", "eer", "min_dcf"]
+        for name in ("ssast", "hubert", "beats", "wav2vec2")
+    },
     "deepfake": [
         "eer_spectral",
         "eer_ssl",
@@ -80,19 +96,17 @@ def _stats(values: list[float]) -> dict[str, Any]:
 def run_config(name: str, seeds: list[int], epochs: int | None, out_dir: Path) -> dict[str, Any]:
     """Run one example config over ``seeds``; per-arm statistics of its columns."""
     raw = yaml.safe_load(CONFIGS[name].read_text(encoding="utf-8"))
-    raw["seeds"] = seeds
-    raw["output_dir"] = str(out_dir)
-    raw["name"] = f"{raw['name']}-bench"
+    overrides = [
+        f"seeds={json.dumps(seeds)}",
+        f"output_dir={json.dumps(str(out_dir))}",
+        f"name={raw['name']}-bench",
+    ]
     if epochs is not None:
-        raw.setdefault("train", {})["epochs"] = epochs
-    cfg = load_config_text(yaml.safe_dump(raw), source=str(CONFIGS[name]))
+        overrides.append(f"train.epochs={epochs}")
+    # load_config resolves the data roots against the config file's folder
+    cfg = load_config(CONFIGS[name], overrides=overrides)
     start = time.perf_counter()
-    cwd = Path.cwd()
-    os.chdir(ROOT)  # data roots in the configs are relative to the repository root
-    try:
-        result = run_experiment(cfg, source=str(CONFIGS[name]), overwrite=True, progress=False)
-    finally:
-        os.chdir(cwd)
+    result = run_experiment(cfg, source=str(CONFIGS[name]), overwrite=True, progress=False)
     wall = time.perf_counter() - start
     arms: dict[str, dict[str, Any]] = {}
     for run in result.runs:
@@ -111,6 +125,25 @@ def run_config(name: str, seeds: list[int], epochs: int | None, out_dir: Path) -
         "wall_s": wall,
         "failed": failed,
         "arms": {arm: {k: _stats(v) for k, v in row.items()} for arm, row in arms.items()},
+    }
+
+
+def _merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """One config's block from two runs over different seeds (values concatenated)."""
+    if old is None:
+        return new
+    arms: dict[str, Any] = {}
+    for arm in dict.fromkeys([*old["arms"], *new["arms"]]):
+        a, b = old["arms"].get(arm, {}), new["arms"].get(arm, {})
+        arms[arm] = {
+            col: _stats(a.get(col, {}).get("values", []) + b.get(col, {}).get("values", []))
+            for col in dict.fromkeys([*a, *b])
+        }
+    return {
+        "config": new["config"],
+        "wall_s": old["wall_s"] + new["wall_s"],
+        "failed": old["failed"] + new["failed"],
+        "arms": arms,
     }
 
 
@@ -134,7 +167,9 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for name, block in report["configs"].items():
         cols = COLUMNS[name]
-        lines += [f"## {name} (`{block['config']}`, {block['wall_s']:.0f} s)", ""]
+        counts = {c.get("n", 0) for row in block["arms"].values() for c in row.values()}
+        n = f"{min(counts)}-{max(counts)}" if len(counts) > 1 else str(max(counts, default=0))
+        lines += [f"## {name} (`{block['config']}`, {n} seeds, {block['wall_s']:.0f} s)", ""]
         lines.append("| arm | " + " | ".join(cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
         for arm, row in block["arms"].items():
@@ -161,15 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=[c for c in CONFIGS if c not in OPTIONAL],
+        choices=list(CONFIGS),
+    )
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-audio-quality"))
     parser.add_argument(
         "--combine",
         nargs="+",
         default=None,
-        help="merge the configs of earlier result JSONs (runs nothing), e.g. the parts of a "
-        "benchmark run in parallel with --configs ... --tag ...",
+        help="merge earlier result JSONs (runs nothing): the parts of a benchmark run "
+        "with --configs ... --tag ...; a config in several parts (other seeds) has its "
+        "per-seed values concatenated",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -182,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         "configs": {},
     }
     if args.combine:
+        seeds: set[int] = set()
         for path in args.combine:
             part = json.loads(Path(path).read_text(encoding="utf-8"))
-            report["configs"].update(part["configs"])
-            report["seeds"], report["epochs_override"] = part["seeds"], part["epochs_override"]
+            for name, block in part["configs"].items():
+                report["configs"][name] = _merge(report["configs"].get(name), block)
+            seeds |= set(part["seeds"])
+            report["epochs_override"] = part["epochs_override"]
+        report["seeds"] = sorted(seeds)
     else:
         for name in args.configs:
             print(f"== {name}", flush=True)

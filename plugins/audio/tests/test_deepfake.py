@@ -55,6 +55,46 @@ def test_padding_does_not_change_a_score(mode: str) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["concat", "cross-attention", "gated"])
+def test_a_warm_started_fusion_scores_as_the_mixed_single_views(mode: str) -> None:
+    """Residual design: before training, fusion == w_a * spectral + w_b * ssl + c."""
+    torch.manual_seed(0)
+    spectral = FusionDetector("spectral", spectral_features=20, channels=16).eval()
+    ssl = FusionDetector("ssl", ssl_widths=(8, 12), channels=16).eval()
+    for det in (spectral, ssl):  # non-trivial single-view detectors
+        torch.nn.init.normal_(det.classifier[-1].weight)
+    spec, sm, hid, hm = _inputs()
+    s_a, s_b = spectral(spec, sm, None, None), ssl(None, None, hid, hm)
+    fused = FusionDetector(mode, spectral_features=20, ssl_widths=(8, 12), channels=16)
+    fused.init_from_views(spectral)  # default mix (1, 0, 0): the spectral detector
+    fused.eval()
+    torch.testing.assert_close(fused(spec, sm, hid, hm), s_a)
+    fused.init_from_views(spectral, ssl, (0.5, 2.0, -1.0))
+    torch.testing.assert_close(fused(spec, sm, hid, hm), 0.5 * s_a + 2.0 * s_b - 1.0)
+    fused.train()
+    fused(spec, sm, hid, hm).sum().backward()
+    assert fused.classifier[-1].weight.grad.abs().sum() > 0  # the correction learns
+    for mode_, det, args in (("spectral", spectral, (spectral,)), ("ssl", ssl, (spectral, ssl))):
+        restart = FusionDetector(mode_, 20, (8, 12), 16)  # a single view's warm restart
+        restart.init_from_views(*args)
+        restart.eval()
+        torch.testing.assert_close(restart(spec, sm, hid, hm), det(spec, sm, hid, hm))
+
+
+def test_init_from_views_refuses_what_does_not_fit() -> None:
+    spectral = FusionDetector("spectral", spectral_features=20, channels=16)
+    ssl_only = FusionDetector("ssl", 20, (8,), 16)
+    with pytest.raises(ValueError, match="needs a 'spectral'"):
+        FusionDetector("gated", 20, (8,), 16).init_from_views(ssl_only)
+    with pytest.raises(ValueError, match="needs a 'spectral'"):
+        FusionDetector("ssl", 20, (8,), 16).init_from_views(spectral)  # no SSL detector
+    with pytest.raises(ValueError, match="shapes differ"):
+        FusionDetector("concat", 30, (8,), 16).init_from_views(spectral)
+    with pytest.raises(ValueError, match="shapes differ"):
+        other_ssl = FusionDetector("ssl", 20, (4,), 16)
+        FusionDetector("concat", 20, (8,), 16).init_from_views(spectral, other_ssl)
+
+
 def test_bad_parameters_and_inputs() -> None:
     with pytest.raises(ValueError, match="mode='late'"):
         FusionDetector("late")  # type: ignore[arg-type]
@@ -69,6 +109,8 @@ def test_bad_parameters_and_inputs() -> None:
         DeepfakeDetection(modes=["spectral", "late"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="features="):
         DeepfakeDetection(features="cqcc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="restarts=-1"):
+        DeepfakeDetection(restarts=-1)
     plain = DataSplits(train=[(torch.zeros(800), 0)], test=[(torch.zeros(800), 0)], num_classes=2)
     ctx = EvalContext(runtime=Runtime(torch.device("cpu")))
     with pytest.raises(ValueError, match="audio:fsdd-deepfake"):
@@ -101,6 +143,7 @@ def test_detectors_beat_chance_on_fsdd_fakes(
     assert min(out["eer_ssl"], out["eer_gated"]) < 0.35, out
     assert out["eer_fusion"] == out["eer_gated"]  # the only fusion asked for
     assert set(ctx.facts["protocol"]["val_eer"]) == {"spectral", "ssl", "gated"}
+    assert len(ctx.facts["score_mix_on_val"]) == 3  # warm start: the fitted score mix
     names = {Path(a["path"]).name for a in ctx.artefacts}
     assert "deepfake_scores_gated.csv" in names
     assert ("deepfake_det.png" in names) == HAVE_MPL

@@ -15,6 +15,15 @@ logit per clip (higher: fake). The modes:
 * ``gated``: a learned sigmoid gate per channel, ``g = sigma(W [a; b])``, blends the
   pooled views, ``g * a + (1 - g) * b``.
 
+The fusion modes are residual over score-level fusion: their logit mixes the two
+single-view heads' scores and adds a correction from the fused vector,
+``w_a s_a(a) + w_b s_b(b) + c + r(fuse(a, b))``, where ``r``'s last layer starts at
+zero. Warm-started from trained single-view detectors and mix weights
+(:meth:`FusionDetector.init_from_views`), a fusion detector *is* the score-level fusion
+of those detectors before its first step (with the default mix ``(1, 0, 0)``: the
+spectral detector), so training it with the epoch kept on validation (epoch 0 included)
+moves away from that only where the fused features lower the validation error.
+
 Every module masks padding (attention key padding, masked pooling, zeroed frames
 before each convolution), so a clip's score does not depend on its batch.
 """
@@ -155,9 +164,68 @@ class FusionDetector(nn.Module):
         if mode == "gated":
             self.gate = nn.Linear(2 * pooled, pooled)
         width = 2 * pooled if mode in ("concat", "cross-attention") else pooled
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(width, channels), nn.ReLU(), nn.Linear(channels, 1)
-        )
+        self.classifier = _mlp(width, channels, dropout)
+        self.spectral_head = self.ssl_head = self.mix = None
+        if self.fusion:
+            # the single-view detectors' heads, their scores mixed, plus a correction from
+            # the fused vector that starts at zero
+            self.spectral_head = _mlp(pooled, channels, dropout)
+            self.ssl_head = _mlp(pooled, channels, dropout)
+            self.mix = nn.Linear(2, 1)
+            with torch.no_grad():
+                self.mix.weight.copy_(torch.tensor([[1.0, 0.0]]))  # spectral score alone
+                self.mix.bias.zero_()
+            last = self.classifier[-1]
+            nn.init.zeros_(last.weight)  # type: ignore[arg-type]
+            nn.init.zeros_(last.bias)  # type: ignore[arg-type]
+
+    @property
+    def fusion(self) -> bool:
+        """Whether this detector fuses both views (not ``spectral`` or ``ssl`` alone)."""
+        return self.mode not in ("spectral", "ssl")
+
+    def init_from_views(
+        self,
+        spectral: FusionDetector,
+        ssl: FusionDetector | None = None,
+        mix: tuple[float, float, float] | None = None,
+    ) -> None:
+        """Start from trained single-view detectors.
+
+        A single-view detector copies the one of its mode (a warm restart, the same
+        budget). A fusion detector copies the spectral (and SSL) detector's branch and
+        classifier into its branch and head of that view, and ``mix = (w_spectral, w_ssl,
+        bias)`` into the score mix (default ``(1, 0, 0)``: the spectral score alone); its
+        fused correction stays at zero, so it scores as ``w_spectral * spectral + w_ssl *
+        ssl + bias`` before training.
+
+        Raises:
+            ValueError: A detector of the wrong mode, or of other shapes.
+        """
+        want = {"spectral": spectral, "ssl": ssl}
+        bad = [(m, d.mode) for m, d in want.items() if d is not None and d.mode != m]
+        if bad or (self.mode == "ssl" and ssl is None):
+            raise ValueError(
+                f"init_from_views: needs a 'spectral' (and an 'ssl') detector for "
+                f"{self.mode!r}; got {[d.mode for d in want.values() if d is not None]}"
+            )
+        try:
+            if not self.fusion:
+                self.load_state_dict(want[self.mode].state_dict())  # type: ignore[union-attr]
+                return
+            assert self.spectral is not None and self.spectral_head is not None
+            assert self.ssl is not None and self.ssl_head is not None and self.mix is not None
+            self.spectral.load_state_dict(spectral.spectral.state_dict())  # type: ignore[union-attr]
+            self.spectral_head.load_state_dict(spectral.classifier.state_dict())
+            if ssl is not None:
+                self.ssl.load_state_dict(ssl.ssl.state_dict())  # type: ignore[union-attr]
+                self.ssl_head.load_state_dict(ssl.classifier.state_dict())
+        except (RuntimeError, AttributeError) as err:
+            raise ValueError(f"init_from_views: the detectors' shapes differ ({err})") from err
+        if mix is not None:
+            with torch.no_grad():
+                self.mix.weight.copy_(torch.tensor([[float(mix[0]), float(mix[1])]]))
+                self.mix.bias.fill_(float(mix[2]))
 
     def fused(
         self,
@@ -167,7 +235,21 @@ class FusionDetector(nn.Module):
         ssl_mask: Tensor | None,
     ) -> Tensor:
         """The clip vector fed to the classifier ``[B, width]``."""
-        a = b = None
+        return self._parts(spec, spec_mask, ssl, ssl_mask)[2]
+
+    def _parts(
+        self,
+        spec: Tensor | None,
+        spec_mask: Tensor | None,
+        ssl: Sequence[Tensor] | None,
+        ssl_mask: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor]:
+        """The pooled spectral and SSL vectors and the classifier's input.
+
+        A vector a mode does not use is ``None``; the SSL vector is taken before any
+        cross-attention.
+        """
+        a = b = b0 = None
         if self.spectral is not None:
             if spec is None or spec_mask is None:
                 raise ValueError(f"FusionDetector({self.mode}) needs the spectral frames")
@@ -177,20 +259,21 @@ class FusionDetector(nn.Module):
             if ssl is None or ssl_mask is None:
                 raise ValueError(f"FusionDetector({self.mode}) needs the SSL hidden states")
             frames_b = self.ssl(ssl, ssl_mask)
+            b0 = masked_stats_pool(frames_b, ssl_mask)
             if self.mode == "cross-attention":
                 att, _ = self.attn(
                     frames_b, frames_a, frames_a, key_padding_mask=~spec_mask, need_weights=False
                 )
                 frames_b = self.attn_norm(frames_b + att)
-            b = masked_stats_pool(frames_b, ssl_mask)
+            b = masked_stats_pool(frames_b, ssl_mask) if self.mode == "cross-attention" else b0
         if self.mode == "spectral":
-            return a  # type: ignore[return-value]
+            return a, None, a  # type: ignore[return-value]
         if self.mode == "ssl":
-            return b  # type: ignore[return-value]
+            return None, b0, b  # type: ignore[return-value]
         if self.mode == "gated":
             g = torch.sigmoid(self.gate(torch.cat([a, b], -1)))  # type: ignore[list-item]
-            return g * a + (1 - g) * b  # type: ignore[operator]
-        return torch.cat([a, b], -1)  # type: ignore[list-item]
+            return a, b0, g * a + (1 - g) * b  # type: ignore[operator]
+        return a, b0, torch.cat([a, b], -1)  # type: ignore[list-item]
 
     def forward(
         self,
@@ -207,4 +290,17 @@ class FusionDetector(nn.Module):
             ssl: ``L`` hidden states ``[B, T_h, D_l]`` (``None`` for ``spectral``).
             ssl_mask: ``[B, T_h]``.
         """
-        return self.classifier(self.fused(spec, spec_mask, ssl, ssl_mask)).squeeze(-1)
+        a, b0, fused = self._parts(spec, spec_mask, ssl, ssl_mask)
+        logit = self.classifier(fused).squeeze(-1)
+        if self.fusion:  # the mixed single-view scores + the fused correction
+            assert self.spectral_head is not None and self.ssl_head is not None
+            views = torch.cat([self.spectral_head(a), self.ssl_head(b0)], -1)
+            logit = logit + self.mix(views).squeeze(-1)  # type: ignore[misc]
+        return logit
+
+
+def _mlp(width: int, channels: int, dropout: float) -> nn.Sequential:
+    """Dropout, ``width -> channels``, ReLU, ``channels -> 1``."""
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(width, channels), nn.ReLU(), nn.Linear(channels, 1)
+    )

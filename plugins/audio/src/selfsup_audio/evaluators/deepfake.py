@@ -9,8 +9,16 @@ Protocol (``audio:fsdd-deepfake`` and any dataset with a ``fake`` flag, or ``y``
 2. One :class:`~selfsup_audio.fusion.FusionDetector` per mode in ``modes`` (spectral
    only, SSL only, concat, cross-attention, gated) is trained on ``train`` with binary
    cross-entropy (AdamW, ``epochs`` epochs, same seed for every mode); the epoch with the
-   lowest validation EER is kept (model selection on ``val``; a stratified, seeded
-   carve-out of ``train`` when the dataset has no ``val`` split).
+   lowest validation EER (ties: lowest validation BCE) is kept (model selection on
+   ``val``; a stratified, seeded carve-out of ``train`` when the dataset has no ``val``
+   split). With ``warm_start`` (default) the spectral and the SSL detector are trained
+   first (``1 + restarts`` rounds: warm restarts from the best state so far), their
+   scores mixed by a logistic regression fitted on validation (score-level fusion), and
+   every fusion starts from that: both branches and heads copied, the mix, and a fused
+   correction initialised at zero; the start is epoch 0 of the selection, so a fusion
+   keeps the score-level fusion unless the fused features lower the validation error.
+   The single-view figures get the same last round from the same start (a warm
+   restart), so fusion and single views are compared at the same budget.
 3. Each kept detector is scored once on ``test``: ``eer_<mode>`` and ``min_dcf_<mode>``
    (a fake is the positive class: a miss is an accepted fake). ``eer_fusion`` is the
    test EER of the fusion mode with the lowest validation EER (selected on ``val``), and
@@ -43,6 +51,8 @@ __all__ = ["DeepfakeDetection"]
 
 _OWNER = "audio:deepfake"
 _Mode = Literal["spectral", "ssl", "concat", "cross-attention", "gated"]
+#: ``FusionDetector.init_from_views`` arguments: spectral[, ssl[, score mix]] detectors.
+_Start = tuple[Any, ...]
 
 
 class _Views:
@@ -104,6 +114,18 @@ class DeepfakeDetection:
         batch_size: Clips per step.
         max_items: Clips kept per split (stratified, seeded); ``None`` keeps all.
         val_fraction: Share of ``train`` carved out for validation without ``val``.
+        warm_start: Train one detector per view first (``1 + restarts`` rounds) and
+            start every fusion from them: their branches and heads, their scores mixed
+            by weights fitted on validation, the fused correction at zero; that start
+            is epoch 0 of the validation selection, so a fusion keeps the score-level
+            fusion unless its fused features help on validation. The single-view
+            figures get the same last round from the same start (a warm restart).
+            ``False`` trains every detector from scratch in one round.
+        restarts: Warm restarts of the single-view detectors before the fusions start
+            (each a round of ``epochs`` from the best state so far; restarts lower the
+            validation error of these small detectors markedly).
+        freeze_views: With ``warm_start``, keep the copied branches, heads and score mix
+            of a fusion fixed and train only its fusion module and correction.
     """
 
     def __init__(
@@ -119,6 +141,9 @@ class DeepfakeDetection:
         batch_size: PositiveInt = 64,
         max_items: PositiveInt | None = 1500,
         val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15,
+        warm_start: bool = True,
+        restarts: Annotated[int, Field(ge=0)] = 1,
+        freeze_views: bool = False,
     ) -> None:
         bad = [m for m in modes if m not in FUSION_MODES]
         if bad or not modes:
@@ -128,6 +153,8 @@ class DeepfakeDetection:
             )
         if features not in ("lfcc", "mfcc"):
             raise ValueError(f"{_OWNER}: features={features!r} is not one of lfcc, mfcc")
+        if int(restarts) < 0:
+            raise ValueError(f"{_OWNER}: restarts={restarts} must be 0 or more")
         if channels % 4:
             raise ValueError(f"{_OWNER}: channels={channels} must be a multiple of 4 (heads)")
         self.modes = list(dict.fromkeys(modes))
@@ -135,6 +162,8 @@ class DeepfakeDetection:
         self.channels, self.epochs, self.lr = channels, epochs, float(lr)
         self.weight_decay, self.batch_size = float(weight_decay), batch_size
         self.max_items, self.val_fraction = max_items, float(val_fraction)
+        self.warm_start, self.freeze_views = bool(warm_start), bool(freeze_views)
+        self.restarts = int(restarts)
 
     @torch.no_grad()
     def _views(self, encoder: nn.Module, data: DataSplits, split: str, ctx: EvalContext) -> _Views:
@@ -176,10 +205,52 @@ class DeepfakeDetection:
                 out.append(det(spec, sm, hid, hm).float().cpu())
         return torch.cat(out)
 
+    def _stack(
+        self, spectral: FusionDetector, ssl: FusionDetector, val: _Views, dev: torch.device
+    ) -> tuple[float, float, float]:
+        """``(w_spectral, w_ssl, bias)``: the score-level fusion weights.
+
+        A logistic regression of the label on the two detectors' validation scores
+        (fusion weights are fitted on development data, as in ASVspoof practice).
+        """
+        x = torch.stack([self._scores(spectral, val, dev), self._scores(ssl, val, dev)], 1)
+        y = val.y.float()
+        w = torch.tensor([1.0, 0.0, 0.0], requires_grad=True)
+        opt = torch.optim.LBFGS([w], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(x @ w[:2] + w[2], y)
+            loss = loss + 1e-3 * (w[:2] ** 2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        return tuple(float(v) for v in w.detach())  # type: ignore[return-value]
+
+    def _val_error(
+        self, det: FusionDetector, val: _Views, dev: torch.device
+    ) -> tuple[float, float]:
+        """Validation ``(EER, BCE)``: EER first, the loss breaks ties (EER is coarse)."""
+        scores = self._scores(det, val, dev)
+        loss = F.binary_cross_entropy_with_logits(scores, val.y.float())
+        return equal_error_rate(scores, val.y)[0], float(loss)
+
     def _train(
-        self, mode: str, fit: _Views, val: _Views, dev: torch.device, seed: int
-    ) -> tuple[FusionDetector, float, int]:
-        """The detector of the best validation epoch, its validation EER and epoch."""
+        self,
+        mode: str,
+        fit: _Views,
+        val: _Views,
+        dev: torch.device,
+        seed: int,
+        start: _Start | None = None,
+    ) -> tuple[FusionDetector, tuple[float, float], int]:
+        """The detector of the best validation epoch, its validation (EER, BCE) and epoch.
+
+        A detector warm-started from ``start`` (``init_from_views``' arguments) counts its
+        starting point as epoch 0 of the selection.
+        """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
@@ -189,10 +260,18 @@ class DeepfakeDetection:
                 ssl_widths=fit.widths,
                 channels=self.channels,
             ).to(dev)
-            opt = torch.optim.AdamW(det.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            if start is not None:
+                det.init_from_views(*start)
+            if start is not None and self.freeze_views and det.fusion:
+                for part in (det.spectral, det.spectral_head, det.ssl, det.ssl_head, det.mix):
+                    part.requires_grad_(False)  # type: ignore[union-attr]
+            params = [p for p in det.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
             pos = float(fit.y.float().mean())
             weight = torch.tensor((1 - pos) / max(pos, 1e-6), device=dev)  # balance classes
-            best = (float("inf"), 0, copy.deepcopy(det.state_dict()))
+            best = (float("inf"), float("inf")), 0, copy.deepcopy(det.state_dict())
+            if start is not None:
+                best = self._val_error(det, val, dev), 0, best[2]
             with torch.enable_grad():
                 for epoch in range(1, self.epochs + 1):
                     det.train()
@@ -205,9 +284,9 @@ class DeepfakeDetection:
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
-                    val_eer = equal_error_rate(self._scores(det, val, dev), val.y)[0]
-                    if val_eer < best[0]:
-                        best = (val_eer, epoch, copy.deepcopy(det.state_dict()))
+                    err = self._val_error(det, val, dev)
+                    if err < best[0]:
+                        best = err, epoch, copy.deepcopy(det.state_dict())
         det.load_state_dict(best[2])
         return det, best[0], best[1]
 
@@ -232,19 +311,32 @@ class DeepfakeDetection:
             fit, val, val_source = train.subset(rest), train.subset(held), "carved from train"
         out: dict[str, float] = {}
         curves: dict[str, tuple[Tensor, Tensor]] = {}
-        val_eers: dict[str, float] = {}
+        val_err: dict[str, tuple[float, float]] = {}
         chosen: dict[str, int] = {}
+        fusions = [m for m in self.modes if m not in ("spectral", "ssl")]
+        starts: dict[str, _Start] = {}
+        if self.warm_start and fusions:
+            # the shared start: one detector per view and their score mix fitted on val;
+            # the single-view figures get the same last round (a warm restart)
+            spec0 = self._train("spectral", fit, val, dev, ctx.seed)[0]
+            ssl0 = self._train("ssl", fit, val, dev, ctx.seed)[0]
+            for _ in range(self.restarts):  # warm restarts (the best state carried over)
+                spec0 = self._train("spectral", fit, val, dev, ctx.seed, (spec0,))[0]
+                ssl0 = self._train("ssl", fit, val, dev, ctx.seed, (spec0, ssl0))[0]
+            mix = self._stack(spec0, ssl0, val, dev)
+            starts = {"spectral": (spec0,), "ssl": (spec0, ssl0)}
+            starts |= {m: (spec0, ssl0, mix) for m in fusions}
+            ctx.record(score_mix_on_val=[round(w, 4) for w in mix])
         for mode in self.modes:
-            det, val_eer, epoch = self._train(mode, fit, val, dev, ctx.seed)
+            det, err, epoch = self._train(mode, fit, val, dev, ctx.seed, starts.get(mode))
             scores = self._scores(det, test, dev)
             key = mode.replace("-", "_")
             out[f"eer_{key}"] = equal_error_rate(scores, test.y)[0]
             out[f"min_dcf_{key}"] = min_dcf(scores, test.y)[0]
-            val_eers[mode], chosen[mode] = val_eer, epoch
+            val_err[mode], chosen[mode] = err, epoch
             curves[mode] = (scores, test.y)
-        fusions = [m for m in self.modes if m not in ("spectral", "ssl")]
         if fusions:
-            best = min(fusions, key=lambda m: val_eers[m])
+            best = min(fusions, key=lambda m: val_err[m])
             out["eer_fusion"] = out[f"eer_{best.replace('-', '_')}"]
             if "ssl" in self.modes and out["eer_ssl"] > 0:
                 out["fusion_rel_reduction_vs_ssl"] = 1 - out["eer_fusion"] / out["eer_ssl"]
@@ -253,8 +345,10 @@ class DeepfakeDetection:
             protocol={
                 "positive_class": "fake (label 1)",
                 "features": self.features,
-                "selection": f"epoch with the lowest EER on validation ({val_source})",
-                "val_eer": {m: round(v, 4) for m, v in val_eers.items()},
+                "selection": f"epoch with the lowest EER on validation ({val_source}), "
+                "ties broken by the validation BCE"
+                + ("; spectral and fusions start from one spectral detector" * self.warm_start),
+                "val_eer": {m: round(v[0], 4) for m, v in val_err.items()},
                 "best_epoch": chosen,
                 "clips": {"train": len(fit.y), "val": len(val.y), "test": len(test.y)},
                 "min_dcf": "normalised, P_target=0.01, C_miss=C_fa=1 (fake = target)",
