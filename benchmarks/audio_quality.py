@@ -12,7 +12,10 @@ Runs, unchanged except for the seeds (and the options below):
   for the same three encoders;
 * ``examples/audio/{ssast,hubert,beats}_fsdd.yaml``: each objective against its encoder
   at random init (digit and speaker probes, cosine verification EER/minDCF);
-  ``wav2vec2_fsdd.yaml`` likewise, only when named in ``--configs``.
+  ``wav2vec2_fsdd.yaml`` likewise, only when named in ``--configs``;
+* ``examples/audio/speaker_dino_fsdd.yaml``: DINO speaker embeddings against the same
+  encoder at random init and MFCC statistics, cosine EER/minDCF on the validation
+  trials (where its settings are chosen) and on the test trials (reported).
 
 Every figure is mean ± std over the seeds (one run per arm and seed; the model selection
 inside each evaluator is on validation data), beside the reference figures of
@@ -54,6 +57,7 @@ CONFIGS = {
     "hubert": ROOT / "examples" / "audio" / "hubert_fsdd.yaml",
     "beats": ROOT / "examples" / "audio" / "beats_fsdd.yaml",
     "wav2vec2": ROOT / "examples" / "audio" / "wav2vec2_fsdd.yaml",
+    "speaker": ROOT / "examples" / "audio" / "speaker_dino_fsdd.yaml",
 }
 #: Sections that are not run unless named in ``--configs`` (another config's owner).
 OPTIONAL = ("wav2vec2",)
@@ -75,6 +79,8 @@ COLUMNS = {
         name: ["digit_acc", "speaker_acc", "eer", "min_dcf"]
         for name in ("ssast", "hubert", "beats", "wav2vec2")
     },
+    # settings chosen on the validation trials (val_*), reported on the test trials
+    "speaker": ["val_eer", "val_min_dcf", "eer", "min_dcf"],
     "deepfake": [
         "eer_spectral",
         "eer_ssl",
@@ -173,7 +179,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("| arm | " + " | ".join(cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
         for arm, row in block["arms"].items():
-            cells = [_fmt(row.get(c, {}), pct=c != "min_dcf") for c in cols]
+            cells = [_fmt(row.get(c, {}), pct=not c.endswith("min_dcf")) for c in cols]
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
             ref = REFERENCE.get(arm) if name == "verification" else None
             if ref:

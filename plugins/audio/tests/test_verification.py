@@ -71,6 +71,15 @@ def test_cosine_verification_on_clusters(tmp_path: Path) -> None:
     assert noisy["eer"] > 0.25
 
 
+def test_metrics_name_the_split_unless_it_is_test() -> None:
+    data = _embedded(noise=0.01)
+    data = data.replace(val=data.test).with_flags("val", speaker=data.flag("test", "speaker"))
+    test = Verification(normalize="none").evaluate(_Identity(), data, _ctx())
+    val = Verification(split="val", normalize="none").evaluate(_Identity(), data, _ctx())
+    assert set(val) == {f"val_{key}" for key in test}  # both fit in one arm's metrics
+    assert val["val_eer"] == test["eer"] < 0.05  # the same items give the same scores
+
+
 def test_trials_file_and_dataset_trials(tmp_path: Path) -> None:
     data = _embedded(n_spk=2, per=2, noise=0.01)
     trials = tmp_path / "trials.txt"

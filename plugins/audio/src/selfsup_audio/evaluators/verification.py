@@ -17,6 +17,9 @@ Protocol:
   (``P_target``, ``C_miss``, ``C_fa`` as given, default 0.01/1/1) from
   :mod:`selfsup_audio.metrics`. The protocol, its parameters and the trial counts are
   recorded (``ctx.record``); scores (CSV) and the DET curve (PNG) are run artefacts.
+* Metric names are ``eer``, ``min_dcf``, ... for the test split and carry the split's
+  name otherwise (``val_eer``, ``val_min_dcf``), so one arm can list the evaluator for
+  ``val`` (to choose settings on) and ``test`` (to report) side by side.
 """
 
 from __future__ import annotations
@@ -275,4 +278,6 @@ class Verification:
         )
         title = f"cosine, {self.split} split, {len(labels)} trials"
         write_curves(ctx, "verification", {"cosine": (scores, labels)}, title)
+        if self.split != "test":
+            return {f"{self.split}_{key}": value for key, value in out.items()}
         return out
