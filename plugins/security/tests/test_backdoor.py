@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from selfsup import DataSplits, EncoderOutput, EvalContext, load_config_text, run_experiment
+from selfsup import (
+    DataSplits,
+    EncoderOutput,
+    EvalContext,
+    load_config,
+    load_config_text,
+    run_experiment,
+)
 from selfsup.runtime import Runtime
 from selfsup_security.evaluators.backdoor import Backdoor
 from selfsup_security.triggers.base import ItemTrigger
@@ -227,19 +234,11 @@ def test_ctrl_backdoor_survives_simclr_pretraining_on_digits(tmp_path: Path) -> 
     that cluster lies away from the clean 0s, and the clean probe sends it to another
     class; so the probe-free check is asserted too.
     """
-    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    raw["arms"] = [arm for arm in raw["arms"] if arm["name"] in ("simclr-clean", "simclr-ctrl")]
-    raw["seeds"] = [0]
-    raw["train"].update(device="cpu", progress=False, checkpoint_every=100)
-    cfg = load_config_text(
-        yaml.safe_dump(raw), source=str(EXAMPLE), overrides=[f"output_dir={tmp_path}"]
-    )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = run_experiment(cfg, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    # the example as a user runs it, one seed (the conftest holds torch to one thread)
+    overrides = ["seeds=[0]", "train.device=cpu", "train.progress=false"]
+    overrides += ["train.checkpoint_every=100", f"output_dir={tmp_path}"]
+    cfg = load_config(EXAMPLE, overrides=overrides)
+    result = run_experiment(cfg, progress=False, only=["simclr-clean", "simclr-ctrl"])
     runs = {run["arm"]: run for run in result.runs}
     assert all(run["status"] == "ok" for run in runs.values()), runs
     clean, poisoned = runs["simclr-clean"]["metrics"], runs["simclr-ctrl"]["metrics"]
