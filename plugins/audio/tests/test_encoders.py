@@ -99,7 +99,7 @@ def test_cnn1d_statistics_pooling_is_mean_and_std_of_frames(waves: Padded) -> No
     for i in range(3):
         frames = out.tokens[i][out.mask[i]][:, :24]
         assert torch.allclose(out.pooled[i, :24], frames.mean(0), atol=1e-5)
-        std = (frames.var(0, unbiased=False) + 1e-5).sqrt()  # masked_std eps
+        std = (frames.var(0, unbiased=False) + 1e-5).sqrt()  # masked_mean_std eps
         assert torch.allclose(out.pooled[i, 24:], std, atol=1e-5)
     assert bool((out.tokens[..., 24:] == 0).all())
 

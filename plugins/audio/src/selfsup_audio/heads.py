@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfsup_audio.features import masked_mean_var
+
 __all__ = ["LTDNN", "masked_stats_pool"]
 
 
@@ -29,12 +31,9 @@ def masked_stats_pool(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
     Raises:
         ValueError: An item has no real frame.
     """
-    m = mask.to(x.dtype).unsqueeze(-1)
-    n = m.sum(1)
-    if bool((n == 0).any()):
+    if bool((mask.sum(1) == 0).any()):
         raise ValueError("masked_stats_pool: an item has no real frame (length 0)")
-    mean = (x * m).sum(1) / n
-    var = (((x - mean.unsqueeze(1)) ** 2) * m).sum(1) / n
+    mean, var = masked_mean_var(x, mask)
     return torch.cat([mean, var.clamp_min(eps).sqrt()], dim=-1)
 
 

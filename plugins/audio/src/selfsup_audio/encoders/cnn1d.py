@@ -21,7 +21,7 @@ from pydantic import Field
 from selfsup.interfaces import Encoder, EncoderOutput, Padded
 from torch import Tensor, nn
 
-from selfsup_audio.features import LogMel
+from selfsup_audio.features import LogMel, masked_mean_var
 
 Norm = Literal["scalar", "bands", "none"]
 
@@ -32,7 +32,7 @@ __all__ = [
     "conv_lengths",
     "length_mask",
     "masked_mean",
-    "masked_std",
+    "masked_mean_std",
 ]
 
 
@@ -56,12 +56,14 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
-def masked_std(x: Tensor, mask: Tensor, mean: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """Standard deviation of ``x [B, T, D]`` over the real positions of ``mask``."""
-    w = mask.to(x.dtype).unsqueeze(-1)
-    mean = masked_mean(x, mask) if mean is None else mean
-    var = (((x - mean[:, None]) ** 2) * w).sum(1) / w.sum(1).clamp_min(1.0)
-    return (var + eps).sqrt()
+def masked_mean_std(x: Tensor, mask: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of ``x [B, T, D]`` over the real positions of ``mask``.
+
+    Statistics pooling (x-vectors, ECAPA): :func:`~selfsup_audio.features.masked_mean_var`
+    with ``sqrt(var + eps)``.
+    """
+    mean, var = masked_mean_var(x, mask)
+    return mean, (var + eps).sqrt()
 
 
 class MaskedBatchNorm(nn.BatchNorm1d):
@@ -250,6 +252,6 @@ class CNN1d(Encoder):
         pooled = masked_mean(frames, mask)
         tokens = frames
         if self.pooling == "meanstd":
-            pooled = torch.cat([pooled, masked_std(frames, mask, pooled)], dim=-1)
+            pooled = torch.cat(masked_mean_std(frames, mask), dim=-1)
             tokens = nn.functional.pad(frames, (0, self.embed_dim - frames.shape[-1]))
         return EncoderOutput(pooled=pooled, tokens=tokens, mask=mask, hidden_states=tuple(hidden))

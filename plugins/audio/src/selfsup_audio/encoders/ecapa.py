@@ -30,7 +30,7 @@ from selfsup_audio.encoders.cnn1d import (
     SpectralFrontEnd,
     length_mask,
     masked_mean,
-    masked_std,
+    masked_mean_std,
 )
 
 __all__ = ["ECAPATDNN", "AttentiveStatsPool", "SERes2Block"]
@@ -110,8 +110,7 @@ class AttentiveStatsPool(nn.Module):
         """``x [B, C, T]`` -> ``[B, 2C]``."""
         mask = length_mask(lengths, x.shape[-1])
         frames = x.transpose(1, 2)
-        mean = masked_mean(frames, mask)
-        std = masked_std(frames, mask, mean)
+        mean, std = masked_mean_std(frames, mask)
         t = x.shape[-1]
         ctx = torch.cat(
             [x, mean[:, :, None].expand(-1, -1, t), std[:, :, None].expand(-1, -1, t)], 1

@@ -346,8 +346,14 @@ class DeepfakeDetection:
                 "positive_class": "fake (label 1)",
                 "features": self.features,
                 "selection": f"epoch with the lowest EER on validation ({val_source}), "
-                "ties broken by the validation BCE"
-                + ("; spectral and fusions start from one spectral detector" * self.warm_start),
+                "ties broken by the validation BCE",
+                "start": (
+                    f"every detector starts from the single-view detectors after "
+                    f"{1 + self.restarts} round(s) (fusions: both, mixed by weights fitted "
+                    "on validation) and trains one more round; the start is epoch 0"
+                    if self.warm_start and fusions
+                    else "every detector from scratch"
+                ),
                 "val_eer": {m: round(v[0], 4) for m, v in val_err.items()},
                 "best_epoch": chosen,
                 "clips": {"train": len(fit.y), "val": len(val.y), "test": len(test.y)},
