@@ -16,6 +16,8 @@ from selfsup.testing import (
     check_dataset,
     check_encoder,
     check_evaluator,
+    check_installed_plugin,
+    check_listing_is_light,
     check_objective,
     check_views,
     contract_cases,
@@ -32,6 +34,23 @@ def test_installed_and_active(cli_runner) -> None:
     assert ecg["status"] == "active", ecg["message"]
     assert ecg["distribution"] == "selfsup-ecg-example"
     assert ecg["components"] == {"dataset": 1, "encoder": 1, "views": 1}
+
+
+def test_registers_exactly_its_components() -> None:
+    check_installed_plugin(
+        PLUGIN,
+        distribution="selfsup-ecg-example",
+        expected={
+            "dataset": {"ecg:npy-folder"},
+            "encoder": {"ecg:cnn1d"},
+            "views": {"ecg:jitter-scale"},
+        },
+        modality="ecg",
+    )
+
+
+def test_listing_imports_neither_torch_nor_the_plugin_modules() -> None:
+    check_listing_is_light(PLUGIN, heavy=("torch", "numpy"))
 
 
 @pytest.mark.parametrize("spec", contract_cases(None, PLUGIN, "encoder"))

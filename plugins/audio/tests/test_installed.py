@@ -1,12 +1,8 @@
-"""The plugin is installed: its entry point is found, active, and listing stays light."""
+"""The plugin is installed: its entry point is found, active, complete, and listing stays light."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from selfsup.testing import load_plugins
+from selfsup.testing import check_installed_plugin, check_listing_is_light
 
 EXPECTED = {
     "dataset": {"audio:fsdd", "audio:folder", "audio:corpus", "audio:fsdd-deepfake"},
@@ -33,45 +29,11 @@ EXPECTED = {
 }
 
 
-def test_entry_point_found_and_active() -> None:
-    pm = load_plugins(strict=False)
-    info = pm.infos.get("audio")
-    assert info is not None, f"no 'audio' entry point; plugins: {sorted(pm.infos)}"
-    assert info.status == "active", info.error
-    assert info.distribution == "selfsup-audio"
-    for kind, ids in EXPECTED.items():
-        got = {s.id for s in pm.registry.list(kind) if s.plugin == "audio"}
-        assert got == ids, f"{kind}: {got} != {ids}"
-    assert all(s.modality == "audio" for s in pm.registry.all() if s.plugin == "audio")
-
-
-def test_every_reference_resolves() -> None:
-    """Each lazy ``module:attr`` reference imports (catches typos in plugin.py)."""
-    pm = load_plugins(strict=False)
-    missing = []
-    for spec in pm.registry.all():
-        if spec.plugin != "audio":
-            continue
-        try:
-            spec.load()
-        except (ImportError, AttributeError) as exc:
-            missing.append(f"{spec.id}: {exc}")
-    assert not missing, missing
+def test_entry_point_found_active_and_complete() -> None:
+    check_installed_plugin(
+        "audio", distribution="selfsup-audio", expected=EXPECTED, modality="audio"
+    )
 
 
 def test_listing_does_not_import_heavy_stacks() -> None:
-    code = (
-        "import sys\n"
-        "from selfsup.testing import load_plugins\n"
-        "pm = load_plugins(strict=False)\n"
-        "ids = [s.id for s in pm.registry.all() if s.plugin == 'audio']\n"
-        "assert ids, 'audio registered nothing'\n"
-        "heavy = [m for m in ('torch', 'torchaudio', 'soundfile', 'sklearn') if m in sys.modules]\n"
-        "print('HEAVY=' + ','.join(heavy))\n"
-    )
-    env = {**os.environ, "SELFSUP_PLUGINS": "audio"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY=\n" in out.stdout, f"listing the plugin imported: {out.stdout}"
+    check_listing_is_light("audio", heavy=("torch", "torchaudio", "soundfile", "sklearn"))

@@ -1,12 +1,8 @@
-"""The plugin is installed: its entry point is found, active, and listing stays light."""
+"""The plugin is installed: its entry point is found, active, complete, and listing stays light."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from selfsup.testing import load_plugins
+from selfsup.testing import check_installed_plugin, check_listing_is_light
 
 EXPECTED = {
     "encoder": {
@@ -31,31 +27,11 @@ EXPECTED = {
 }
 
 
-def test_entry_point_found_and_active() -> None:
-    pm = load_plugins(strict=False)
-    info = pm.infos.get("vision")
-    assert info is not None, f"no 'vision' entry point; plugins: {sorted(pm.infos)}"
-    assert info.status == "active", info.error
-    assert info.distribution == "selfsup-vision"
-    for kind, ids in EXPECTED.items():
-        got = {s.id for s in pm.registry.list(kind) if s.plugin == "vision"}
-        assert got == ids, f"{kind}: {got} != {ids}"
-    assert all(s.modality == "image" for s in pm.registry.all() if s.plugin == "vision")
+def test_entry_point_found_active_and_complete() -> None:
+    check_installed_plugin(
+        "vision", distribution="selfsup-vision", expected=EXPECTED, modality="image"
+    )
 
 
 def test_listing_does_not_import_heavy_stacks() -> None:
-    code = (
-        "import sys\n"
-        "from selfsup.testing import load_plugins\n"
-        "pm = load_plugins(strict=False)\n"
-        "ids = [s.id for s in pm.registry.all() if s.plugin == 'vision']\n"
-        "assert ids, 'vision registered nothing'\n"
-        "heavy = [m for m in ('timm', 'torchvision', 'PIL', 'sklearn') if m in sys.modules]\n"
-        "print('HEAVY=' + ','.join(heavy))\n"
-    )
-    env = {**os.environ, "SELFSUP_PLUGINS": "vision"}  # other plugins may import more
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY=\n" in out.stdout, f"listing the plugin imported: {out.stdout}"
+    check_listing_is_light("vision", heavy=("timm", "torchvision", "PIL", "sklearn", "torch"))

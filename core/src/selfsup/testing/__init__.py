@@ -30,6 +30,9 @@ variable-length inputs, :func:`check_padding_invariance` asserts that each item 
 :class:`~selfsup.interfaces.EncoderOutput` (``check_encoder`` calls both).
 :func:`contract_cases` lists a plugin's specs for ``pytest.mark.parametrize``.
 :func:`torchrun_selfsup` runs ``selfsup run`` under ``torchrun`` on local CPU processes.
+:func:`check_installed_plugin` asserts that an installed plugin is found, active, registers
+exactly the expected ids and that each lazy reference imports;
+:func:`check_listing_is_light` that listing it imports no heavy stack.
 
 Example:
     A plugin's ``tests/test_contract.py``::
@@ -86,6 +89,7 @@ from selfsup.testing.encoders import (
     check_padding_invariance,
     check_token_mask,
 )
+from selfsup.testing.installed import check_installed_plugin, check_listing_is_light
 
 if TYPE_CHECKING:
     from click.testing import Result
@@ -100,6 +104,8 @@ __all__ = [
     "check_encoder",
     "check_evaluator",
     "check_feature_maps",
+    "check_installed_plugin",
+    "check_listing_is_light",
     "check_objective",
     "check_padding_invariance",
     "check_token_mask",
