@@ -115,8 +115,10 @@ def run_config(name: str, seeds: list[int], epochs: int | None, out_dir: Path) -
     result = run_experiment(cfg, source=str(CONFIGS[name]), overwrite=True, progress=False)
     wall = time.perf_counter() - start
     arms: dict[str, dict[str, Any]] = {}
-    for run in result.runs:
-        if run.get("status") != "ok":
+    # sorted by seed; only the seeds asked for (the runner also lists the runs of
+    # other seeds already in the output folder, which a --combine would count twice)
+    for run in sorted(result.runs, key=lambda r: int(r.get("seed", 0))):
+        if run.get("status") != "ok" or int(run.get("seed", -1)) not in seeds:
             continue
         extra = {"train_time_s": [], "eval_time_s": []}
         row = arms.setdefault(run["arm"], {c: [] for c in COLUMNS[name]} | extra)
@@ -185,10 +187,34 @@ def markdown(report: dict[str, Any]) -> str:
             if ref:
                 cells = [f"{100 * ref[c]:.1f}" if c in ref else "" for c in cols]
                 lines.append(f"| {arm} (DATA.md) | " + " | ".join(cells) + " |")
+        if name == "deepfake":
+            lines += _deepfake_per_seed(block)
         if block["failed"]:
             lines.append(f"\nFailed runs: {', '.join(block['failed'])}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _deepfake_per_seed(block: dict[str, Any]) -> list[str]:
+    """Per-seed spectral / SSL / fusion EERs and the fusion's gap to the better view."""
+    lines = [
+        "",
+        "Per seed (EER %, spectral / SSL / val-selected fusion; gap = fusion minus the "
+        "better single view, negative: fusion below both):",
+        "",
+        "| arm | spectral / SSL / fusion, seed by seed | gap (points) |",
+        "|---|---|---|",
+    ]
+    for arm, row in block["arms"].items():
+        cols = [row.get(c, {}).get("values", []) for c in ("eer_spectral", "eer_ssl", "eer_fusion")]
+        if not all(cols) or len({len(c) for c in cols}) != 1:
+            continue
+        runs = " · ".join(
+            f"{100 * a:.2f} / {100 * b:.2f} / {100 * f:.2f}" for a, b, f in zip(*cols, strict=True)
+        )
+        gaps = ", ".join(f"{100 * (f - min(a, b)):+.2f}" for a, b, f in zip(*cols, strict=True))
+        lines.append(f"| {arm} | {runs} | {gaps} |")
+    return lines
 
 
 def _write(path: Path, text: str) -> None:

@@ -88,6 +88,33 @@ def test_cache_is_reused_and_keyed_by_parameters(fsdd_root, tmp_path) -> None:
     assert list(cache.rglob("codec2/2400/*.wav"))
 
 
+@needs_tools
+def test_codec2_twins_give_each_chosen_clip_one_fake_per_mode(fsdd_root, tmp_path) -> None:
+    modes = ["3200", "1300", "700C"]
+    one = _small(fsdd_root, tmp_path / "cache", codec2_modes=modes, codec2_fraction=1.0)
+    three = _small(
+        fsdd_root, tmp_path / "cache", codec2_modes=modes, codec2_fraction=1.0, codec2_twins=3
+    )
+    for split in ("train", "val", "test"):
+        names = three.meta["system_names"]
+        sys3 = [names[i] for i in three.flags[split]["system"].tolist()]
+        sys1 = [one.meta["system_names"][i] for i in one.flags[split]["system"].tolist()]
+        n_real = sys3.count("real")
+        assert n_real == sys1.count("real") > 0
+        for mode in modes:  # every real clip has a twin at every mode, in its own split
+            assert sys3.count(f"codec2-{mode}") == n_real
+        assert sum(s.startswith("codec2") for s in sys1) == n_real  # one twin, modes cycled
+        paths = three.split(split).paths
+        reals = {Path(p).stem for p, s in zip(paths, sys3, strict=True) if s == "real"}
+        sources = [
+            Path(p).stem.rsplit("-", 1)[0]
+            for p, s in zip(paths, sys3, strict=True)
+            if s.startswith("codec2")
+        ]
+        assert set(sources) == reals  # the twins come from this split's real clips
+        assert all(sources.count(r) == len(modes) for r in reals)
+
+
 def test_default_cache_dir_honours_xdg(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "selfsup" / "audio"
@@ -115,6 +142,8 @@ def test_tool_failures_and_timeouts_are_named() -> None:
 def test_bad_parameters(fsdd_root, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"codec2_modes \['9600'\]"):
         _small(fsdd_root, tmp_path, codec2_modes=["9600"])
+    with pytest.raises(ValueError, match="codec2_twins=3 exceeds the 2 codec2_modes"):
+        _small(fsdd_root, tmp_path, codec2_modes=["3200", "700C"], codec2_twins=3)
     with pytest.raises(ValueError, match="no fakes asked for"):
         _small(fsdd_root, tmp_path, codec2_modes=[], voices=[])
     with pytest.raises(ValueError, match="cannot be split disjointly"):

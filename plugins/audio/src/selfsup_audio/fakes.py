@@ -177,6 +177,7 @@ def fsdd_deepfake(
     cache_dir: str | None = None,
     codec2_modes: list[str] = ["3200", "1600", "1300", "700C"],  # noqa: B006
     codec2_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5,
+    codec2_twins: Annotated[int, Field(ge=1)] = 1,
     voices: list[str] = [  # noqa: B006
         "en-us+m3",
         "en-us+f2",
@@ -203,7 +204,10 @@ def fsdd_deepfake(
         cache_dir: Where generated fakes are kept (default :func:`default_cache_dir`);
             files are keyed by source content hash, mode, voice, rate and pitch.
         codec2_modes: Bitrate modes; the resynthesised clips cycle through them.
-        codec2_fraction: Share of the real clips that get a codec2 twin.
+        codec2_fraction: Share of the real clips that get codec2 twins.
+        codec2_twins: codec2 twins per chosen clip, each at the next mode of
+            ``codec2_modes`` (``len(codec2_modes)``: one per mode; more fakes per
+            real clip, so a larger, finer-grained test set from the same speakers).
         voices: espeak-ng voices (``voice+variant``), split disjointly across splits.
         tts_rates: espeak-ng speaking rates (words per minute) per word and voice.
         tts_pitches: espeak-ng pitches (0-99) per word and voice.
@@ -233,6 +237,11 @@ def fsdd_deepfake(
     if bad:
         raise ValueError(
             f"codec2_modes {bad} are not codec2 modes; choose from {list(CODEC2_MODES)}"
+        )
+    if codec2_modes and codec2_twins > len(codec2_modes):
+        raise ValueError(
+            f"codec2_twins={codec2_twins} exceeds the {len(codec2_modes)} codec2_modes "
+            "given; a clip has at most one twin per mode"
         )
     if not codec2_modes and not voices:
         raise ValueError("no fakes asked for: give codec2_modes and/or voices")
@@ -272,8 +281,13 @@ def fsdd_deepfake(
     assign = list(spk_split)
     n_codec = round(len(real) * codec2_fraction) if codec2_modes else 0
     chosen = torch.randperm(len(real), generator=gen)[:n_codec].sort().values.tolist()
-    for k, i in enumerate(chosen):
-        src, mode = real[i], codec2_modes[k % len(codec2_modes)]
+    pairs = [
+        (i, codec2_modes[(k * codec2_twins + j) % len(codec2_modes)])
+        for k, i in enumerate(chosen)
+        for j in range(codec2_twins)
+    ]
+    for i, mode in pairs:
+        src = real[i]
         digest = hashlib.sha1(Path(src["path"]).read_bytes()).hexdigest()[:12]
         out = cache / "codec2" / mode / f"{Path(src['path']).stem}-{digest}.wav"
 
