@@ -255,13 +255,11 @@ def write_markdown(runs: dict[str, Any]) -> None:
         )
     note = (
         "\n\nSSAST pretraining (examples/audio/ssast_fsdd.yaml's model) on FSDD, batch 64; "
-        "medians of alternating pairs; overhead = selfsup / hand - 1. On a CPU read the "
-        "CPU-time columns: this process's CPU seconds do not depend on other processes. Wall "
-        "time on the shared 2-core machine (load average 10-18) measured the scheduler: each "
-        "run got 6-28% of a core, and the hand loop got the smaller share in all three pairs "
-        "(CPU share per run is in audio_speed.json: cpu_s / wall_s), which we have not "
-        "explained; the wall-time columns are recorded, not claimed. On a GPU, wall time "
-        "counts.\n"
+        "medians of alternating pairs; overhead = selfsup / hand - 1. On a CPU the CPU-time "
+        "columns are the robust ones (this process's CPU seconds do not depend on other "
+        "processes); wall time is comparable only when the load average (last column) is "
+        "below the core count: each run's CPU share (cpu_s / wall_s) is in audio_speed.json. "
+        "On a GPU, wall time counts.\n"
     )
     _write(RESULTS / "audio_speed.md", "\n".join(lines) + note)
 
