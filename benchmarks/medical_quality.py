@@ -98,16 +98,15 @@ def main() -> None:
         overrides.append(f"train.epochs={args.pretrain_epochs}")
     if args.train_crops is not None:
         overrides.append(f"data.params.train_crops={args.train_crops}")
-    rows, randoms, raw = _previous(args, overrides)
+    protocol = _protocol(overrides, args.finetune_steps)
+    rows, randoms, raw = _previous(args, overrides, protocol)
     data_cache: dict[str, Any] = {}
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="medical-quality-") as out:
         for name in args.objectives:
             path = ROOT / "examples" / "medical" / f"{name}_colin27.yaml"
             cfg = load_config(path, overrides=overrides)
-            params = _seg_params(cfg)
-            if args.finetune_steps is not None:
-                params["steps"] = args.finetune_steps
+            params = dict(protocol)
             key = json.dumps([cfg.data.id, cfg.data.params], sort_keys=True, default=str)
             if key not in data_cache:
                 data_cache[key] = get_component("dataset", cfg.data.id).create(**cfg.data.params)
@@ -143,12 +142,41 @@ def main() -> None:
                     raw_params = {**params, "model": "raw-linear"}
                     vals = [_dice(encoder, data, raw_params, b, s) for s in args.seeds]
                     raw[str(b)] = _stats(vals)
-            _write(args, overrides, rows, randoms, raw, start)
+            _write(args, overrides, protocol, rows, randoms, raw, start)
 
 
-def _previous(args: Any, overrides: list[str]) -> tuple[dict, dict, dict]:
+def _protocol(overrides: list[str], steps: int | None) -> dict[str, Any]:
+    """The one fine-tuning protocol of every example config (refuses a mix).
+
+    Every row of the table must come from the same ``medical:segmentation``
+    parameters, so configs that disagree are an error naming them.
+    """
+    from selfsup import load_config
+
+    seen: dict[str, dict[str, Any]] = {}
+    for name in OBJECTIVES:
+        cfg = load_config(
+            ROOT / "examples" / "medical" / f"{name}_colin27.yaml", overrides=overrides
+        )
+        params = _seg_params(cfg)
+        if steps is not None:
+            params["steps"] = steps
+        params.pop("budget", None)
+        seen[name] = params
+    distinct = {json.dumps(p, sort_keys=True) for p in seen.values()}
+    if len(distinct) != 1:
+        raise SystemExit(
+            "examples/medical/*_colin27.yaml disagree on the medical:segmentation protocol "
+            f"({seen}); give every config the same parameters so the table compares like "
+            "with like"
+        )
+    return next(iter(seen.values()))
+
+
+def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> tuple[dict, dict, dict]:
     """Rows of the results file measured under the same protocol (seeds, budgets,
-    overrides), so that ``--objectives`` adds to the table instead of replacing it."""
+    overrides, fine-tuning parameters), so that ``--objectives`` adds to the table
+    instead of replacing it; rows of another protocol are dropped, never mixed."""
     target = RESULTS / "medical_quality.json"
     if not target.is_file():
         return {}, {}, {}
@@ -158,14 +186,21 @@ def _previous(args: Any, overrides: list[str]) -> tuple[dict, dict, dict]:
         old.get("budgets"),
         old.get("overrides"),
         old.get("finetune_steps_override"),
-    ) == (args.seeds, args.budgets, overrides, args.finetune_steps)
+        old.get("protocol"),
+    ) == (args.seeds, args.budgets, overrides, args.finetune_steps, protocol)
     if not same:
         return {}, {}, {}
     return old.get("objectives", {}), old.get("random_init", {}), old.get("raw_linear_probe", {})
 
 
 def _write(
-    args: Any, overrides: list[str], rows: Any, randoms: Any, raw: Any, start: float
+    args: Any,
+    overrides: list[str],
+    protocol: dict[str, Any],
+    rows: Any,
+    randoms: Any,
+    raw: Any,
+    start: float,
 ) -> None:
     """Write the JSON and markdown results (after every objective: partial runs keep them)."""
     record = {
@@ -174,6 +209,7 @@ def _write(
         "budgets": args.budgets,
         "overrides": overrides,
         "finetune_steps_override": args.finetune_steps,
+        "protocol": protocol,
         "objectives": rows,
         "random_init": randoms,
         "raw_linear_probe": raw,
@@ -203,8 +239,8 @@ def _markdown(record: dict[str, Any]) -> str:
         f"overrides: {record['overrides'] or 'none (configs as they are)'}; fine-tuning "
         f"steps override: {record['finetune_steps_override']}.",
         "",
-        "Fine-tuning: each config's own `medical:segmentation` parameters "
-        "(examples/medical/*.yaml, recorded per row in the JSON when present); random "
+        "Fine-tuning: the one `medical:segmentation` protocol of every config "
+        f"(examples/medical/*.yaml): `{json.dumps(record['protocol'], sort_keys=True)}`; random "
         "init is the same encoder at the seed's initialisation, fine-tuned on the same "
         "crops; the raw probe is a linear map of each voxel's 3^3 intensities, trained "
         "the same way. Dice: MONAI `DiceMetric`, sliding window (overlap 0.5, gaussian).",
@@ -223,6 +259,18 @@ def _markdown(record: dict[str, Any]) -> str:
     lines.append(
         f"| raw-intensity linear probe | none | {' | '.join(_fmt(raw[b]) for b in budgets)} |"
     )
+    lines += ["", "Per-seed gaps, pretrained minus random init (x100, seeds in order):", ""]
+    for row in record["objectives"].values():
+        rand = record["random_init"][row["random_init_key"]]
+        gaps = "; ".join(
+            f"{b}: "
+            + " ".join(
+                f"{100 * (p - r):+.1f}"
+                for p, r in zip(row["dice"][b]["values"], rand[b]["values"], strict=True)
+            )
+            for b in budgets
+        )
+        lines.append(f"- {row['objective']['id']}: {gaps}")
     lines += ["", f"Published reference: {record['published']}.", ""]
     return "\n".join(lines)
 

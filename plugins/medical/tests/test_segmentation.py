@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import nibabel as nib
 import pytest
 import torch
@@ -107,3 +109,17 @@ def test_flip_axes_are_checked_and_only_those_axes_flip() -> None:
         assert torch.equal(xc[0, 0], x[0, 0]) or torch.equal(xc[0, 0], x[0, -1])
         seen.add(bool(torch.equal(xc, x)))
     assert seen == {True, False}  # axis 0 flips about half the time, the others never
+
+
+def test_cosine_schedule_warms_up_then_decays_and_bad_names_are_refused() -> None:
+    from selfsup_medical.evaluators.segmentation import SegmentationFinetune
+
+    with pytest.raises(ValueError, match="schedule='linear'"):
+        SegmentationFinetune(schedule="linear")  # type: ignore[arg-type]
+    flat = SegmentationFinetune(steps=100)
+    assert {flat._lr_factor(s) for s in (0, 50, 99)} == {1.0}
+    cos = SegmentationFinetune(steps=100, schedule="cosine", warmup=0.1)
+    factors = [cos._lr_factor(s) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))  # then decays
+    assert factors[-1] < 0.01

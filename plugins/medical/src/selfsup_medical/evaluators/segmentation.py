@@ -199,6 +199,11 @@ class SegmentationFinetune:
             model trained on one hemisphere read the other, while flipping the
             anterior-posterior (1) or inferior-superior (2) axis would swap where the
             regions lie (frontal vs occipital), which is the cue that separates them.
+        schedule: ``"constant"`` learning rates, or ``"cosine"``: a linear warm-up over
+            the first ``warmup`` fraction of ``steps`` then cosine decay to zero (every
+            parameter group scaled alike), which converges in fewer steps at a high
+            ``lr``.
+        warmup: Fraction of ``steps`` spent warming up under ``schedule: cosine``.
     """
 
     def __init__(
@@ -218,6 +223,8 @@ class SegmentationFinetune:
         save_masks: bool = True,
         model: Literal["unetr", "raw-linear"] = "unetr",
         flip_axes: list[Annotated[int, Field(ge=0, le=2)]] | None = None,
+        schedule: Literal["constant", "cosine"] = "constant",
+        warmup: Annotated[float, Field(ge=0, lt=1)] = 0.1,
     ) -> None:
         self.budget, self.steps, self.batch_size = budget, steps, batch_size
         self.lr, self.encoder_lr_scale, self.weight_decay = lr, encoder_lr_scale, weight_decay
@@ -225,6 +232,9 @@ class SegmentationFinetune:
         self.overlap, self.sw_batch_size = overlap, sw_batch_size
         self.cpu_stitch_voxels, self.min_foreground = cpu_stitch_voxels, min_foreground
         self.save_masks, self.model = save_masks, model
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"{_ID}: schedule={schedule!r}; use 'constant' or 'cosine'")
+        self.schedule, self.warmup = schedule, float(warmup)
         axes = (0, 1, 2) if flip_axes is None else tuple(int(a) for a in flip_axes)
         if any(a not in (0, 1, 2) for a in axes):
             raise ValueError(
@@ -273,6 +283,7 @@ class SegmentationFinetune:
         opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         gen = torch.Generator().manual_seed(self.seed)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         for _ in range(self.steps):
             pick = torch.randint(0, len(crops), (self.batch_size,), generator=gen).tolist()
             pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen, self.flip_axes) for i in pick]
@@ -284,8 +295,19 @@ class SegmentationFinetune:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
         self.final_loss = float(loss.detach())
         return net.eval()
+
+    def _lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier at ``step`` (1 throughout when constant)."""
+        if self.schedule == "constant":
+            return 1.0
+        warm = max(1, round(self.warmup * self.steps))
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, self.steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     @torch.no_grad()
     def predict(self, net: nn.Module, image: Tensor, ctx: EvalContext) -> Tensor:
@@ -342,6 +364,7 @@ class SegmentationFinetune:
                 "crop_indices": self.picked,
                 "steps": self.steps,
                 "batch_size": self.batch_size,
+                "schedule": self.schedule,
                 "roi_size": list(self.roi),
                 "flip_axes": list(self.flip_axes),
                 "loss": "monai DiceCELoss (softmax, one-hot)",
