@@ -16,7 +16,11 @@ budget, identically for every modality::
 A :class:`RunContext` is built from an :class:`ArmConfig` (the resolved arm: its
 :class:`ComponentRef` ids and :class:`TrainConfig`), which is how a test drives a
 routine directly; :func:`load_checkpoint` reads a run's checkpoint
-(``weights_only=True``) to resume it.
+(``weights_only=True``) to resume it. :class:`WarmupCosine` is the learning-rate
+factor behind ``train.schedule`` (linear warm-up, then cosine decay or constant), for
+loops of one's own such as an evaluator's fine-tuning::
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warmup_steps=50, total_steps=500))
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from selfsup.config import ArmConfig, ComponentRef, TrainConfig
 from selfsup.engine.checkpoint import CheckpointError, load_checkpoint
 from selfsup.engine.context import NonFiniteLossError, RunContext
 from selfsup.engine.loop import MiniBatch, train_epochs
+from selfsup.engine.optim import WarmupCosine
 
 __all__ = [
     "ArmConfig",
@@ -34,6 +39,7 @@ __all__ = [
     "NonFiniteLossError",
     "RunContext",
     "TrainConfig",
+    "WarmupCosine",
     "load_checkpoint",
     "train_epochs",
 ]

@@ -116,10 +116,10 @@ def test_cosine_schedule_warms_up_then_decays_and_bad_names_are_refused() -> Non
 
     with pytest.raises(ValueError, match="schedule='linear'"):
         SegmentationFinetune(schedule="linear")  # type: ignore[arg-type]
-    flat = SegmentationFinetune(steps=100)
-    assert {flat._lr_factor(s) for s in (0, 50, 99)} == {1.0}
-    cos = SegmentationFinetune(steps=100, schedule="cosine", warmup=0.1)
-    factors = [cos._lr_factor(s) for s in range(100)]
+    flat = SegmentationFinetune(steps=100).lr_factor()
+    assert {flat(s) for s in (0, 50, 99)} == {1.0}
+    cos = SegmentationFinetune(steps=100, schedule="cosine", warmup=0.1).lr_factor()
+    factors = [cos(s) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(factors[9:]))  # then decays
     assert factors[-1] < 0.01

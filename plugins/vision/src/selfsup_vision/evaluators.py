@@ -15,13 +15,13 @@ split and metric names end in ``_on_val``.
 from __future__ import annotations
 
 import copy
-import math
 from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from selfsup.evaluation import require_labelled
+from selfsup.training import WarmupCosine
 from torch import Tensor, nn
 
 from selfsup_vision import augment as A
@@ -167,12 +167,9 @@ class FineTune:
         steps_per_epoch = max(1, len(y_tr) // self.batch_size)
         total, warm = self.epochs * steps_per_epoch, self.warmup_epochs * steps_per_epoch
 
-        def lr_at(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, WarmupCosine(warmup_steps=warm, total_steps=total)
+        )
         best_acc, best_epoch, best_state = -1.0, 0, None
         for epoch in range(1, self.epochs + 1):
             model.train()

@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 from selfsup.interfaces import DataSplits, EvalContext
+from selfsup.training import WarmupCosine
 from torch import Tensor, nn
 
 from selfsup_medical.evaluators.decoder import RawLinear, SegmentationNet
@@ -283,7 +284,7 @@ class SegmentationFinetune:
         opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         gen = torch.Generator().manual_seed(self.seed)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor())
         for _ in range(self.steps):
             pick = torch.randint(0, len(crops), (self.batch_size,), generator=gen).tolist()
             pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen, self.flip_axes) for i in pick]
@@ -299,15 +300,12 @@ class SegmentationFinetune:
         self.final_loss = float(loss.detach())
         return net.eval()
 
-    def _lr_factor(self, step: int) -> float:
-        """The learning-rate multiplier at ``step`` (1 throughout when constant)."""
+    def lr_factor(self) -> WarmupCosine:
+        """The learning-rate factor per step (1 throughout when ``schedule`` is constant)."""
         if self.schedule == "constant":
-            return 1.0
+            return WarmupCosine(warmup_steps=0, total_steps=self.steps, cosine=False)
         warm = max(1, round(self.warmup * self.steps))
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, self.steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return WarmupCosine(warmup_steps=warm, total_steps=self.steps)
 
     @torch.no_grad()
     def predict(self, net: nn.Module, image: Tensor, ctx: EvalContext) -> Tensor:
