@@ -9,6 +9,7 @@ messages that name the plugin, the kind and the missing or unexpected ids.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,25 +127,25 @@ def check_listing_is_light(
                 check_listing_is_light("ecg", heavy=("torch", "scipy"))
     """
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from selfsup.testing import load_plugins\n"
         "pm = load_plugins(strict=False)\n"
         f"info = pm.infos[{name!r}]\n"
-        f"assert info.status == 'active', info.error\n"
-        f"heavy = {sorted(set(heavy))!r}\n"
-        "mod = info.module.split(':')[0]\n"
-        "mine = mod.split('.')[0]\n"
-        "keep = {mod.rsplit('.', i)[0] for i in range(mod.count('.') + 1)}\n"
-        "hit = [m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy)]\n"
-        f"if {lazy!r}:\n"
-        "    hit += [m for m in sys.modules if m.startswith(mine + '.') and m not in keep]\n"
-        "print('HEAVY=' + ','.join(sorted(hit)))\n"
+        "assert info.status == 'active', info.error\n"
+        "print(json.dumps({'module': info.module, 'modules': sorted(sys.modules)}))\n"
     )
     env = {**os.environ, "SELFSUP_PLUGINS": name}  # other plugins may import more
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env
     )
     assert out.returncode == 0, f"listing plugin {name!r} failed:\n{out.stderr}"
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("HEAVY=")), "")
-    imported = [m for m in line.removeprefix("HEAVY=").split(",") if m]
+    listed = json.loads(out.stdout.strip().splitlines()[-1])
+    heavy = set(heavy)
+    hit = [m for m in listed["modules"] if any(m == h or m.startswith(h + ".") for h in heavy)]
+    if lazy:  # the plugin's own modules, but the entry point and its parent packages
+        entry = listed["module"].split(":")[0]
+        keep = {entry.rsplit(".", i)[0] for i in range(entry.count(".") + 1)}
+        mine = entry.split(".")[0] + "."
+        hit += [m for m in listed["modules"] if m.startswith(mine) and m not in keep]
+    imported = sorted(set(hit))
     assert not imported, f"listing plugin {name!r} imported heavy modules: {imported}"
