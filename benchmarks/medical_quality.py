@@ -61,9 +61,32 @@ def _dice(encoder: Any, data: Any, params: dict[str, Any], budget: int, seed: in
     return float(evaluator.evaluate(encoder, data, ctx)["dice_mean"])
 
 
-def _pretrain(path: Path, seed: int, overrides: list[str], out: str) -> dict[str, Any]:
-    """Run the config's objective arm for one seed; returns the encoder's state dict."""
+def _pretrain(
+    path: Path, seed: int, overrides: list[str], out: str, cache: Path | None = None
+) -> dict[str, Any]:
+    """Run the config's objective arm for one seed; returns the encoder's state dict.
+
+    With ``cache``, the encoder is kept there under a digest of the config's text, the
+    overrides and the seed, and reused by later runs (another fine-tuning protocol
+    re-scores the same pretrained encoders instead of pretraining again).
+    """
     from selfsup import load_config, run_experiment
+
+    if cache is not None:
+        import hashlib
+
+        key = hashlib.sha256(json.dumps([path.read_text(), overrides, seed]).encode()).hexdigest()[
+            :16
+        ]
+        cached = cache / f"{path.stem}-seed{seed}-{key}.pt"
+        if cached.is_file():
+            return torch.load(cached, weights_only=True, map_location="cpu")
+        state = _pretrain(path, seed, overrides, out)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, cached)
+        return state
 
     sets = [*overrides, f"seeds=[{seed}]", "baseline=false", "evaluators=[]", f"output_dir={out}"]
     cfg = load_config(path, overrides=sets)
@@ -88,6 +111,29 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=None)
     parser.add_argument("--train-crops", type=int, default=None)
     parser.add_argument("--finetune-steps", type=int, default=None)
+    parser.add_argument(
+        "--encoder-lr-scale",
+        type=float,
+        default=None,
+        help="override the protocol's encoder_lr_scale (0: frozen encoder, decoder trained)",
+    )
+    parser.add_argument(
+        "--encoder-frozen-fraction",
+        type=float,
+        default=None,
+        help="override the protocol's encoder_frozen_fraction (LP-FT: decoder first)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep pretrained encoders here and reuse them (keyed by config text, overrides, seed)",
+    )
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="results go to medical_quality[_TAG].{json,md} (e.g. 'frozen' for a second protocol)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     from selfsup import load_config
@@ -98,7 +144,14 @@ def main() -> None:
         overrides.append(f"train.epochs={args.pretrain_epochs}")
     if args.train_crops is not None:
         overrides.append(f"data.params.train_crops={args.train_crops}")
-    protocol = _protocol(overrides, args.finetune_steps)
+    protocol = _protocol(
+        overrides,
+        args.finetune_steps,
+        {
+            "encoder_lr_scale": args.encoder_lr_scale,
+            "encoder_frozen_fraction": args.encoder_frozen_fraction,
+        },
+    )
     rows, randoms, raw = _previous(args, overrides, protocol)
     data_cache: dict[str, Any] = {}
     start = time.time()
@@ -115,7 +168,7 @@ def main() -> None:
             spec = get_component("encoder", cfg.encoder.id)
             scores: dict[int, list[float]] = {b: [] for b in args.budgets}
             for seed in args.seeds:
-                state = _pretrain(path, seed, overrides, out)
+                state = _pretrain(path, seed, overrides, out, args.cache)
                 encoder = spec.create(**(cfg.encoder.params or {}))
                 encoder.load_state_dict(state)
                 for b in args.budgets:
@@ -145,7 +198,9 @@ def main() -> None:
             _write(args, overrides, protocol, rows, randoms, raw, start)
 
 
-def _protocol(overrides: list[str], steps: int | None) -> dict[str, Any]:
+def _protocol(
+    overrides: list[str], steps: int | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The one fine-tuning protocol of every example config (refuses a mix).
 
     Every row of the table must come from the same ``medical:segmentation``
@@ -161,6 +216,7 @@ def _protocol(overrides: list[str], steps: int | None) -> dict[str, Any]:
         params = _seg_params(cfg)
         if steps is not None:
             params["steps"] = steps
+        params.update({k: v for k, v in (extra or {}).items() if v is not None})
         params.pop("budget", None)
         seen[name] = params
     distinct = {json.dumps(p, sort_keys=True) for p in seen.values()}
@@ -177,7 +233,7 @@ def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> tupl
     """Rows of the results file measured under the same protocol (seeds, budgets,
     overrides, fine-tuning parameters), so that ``--objectives`` adds to the table
     instead of replacing it; rows of another protocol are dropped, never mixed."""
-    target = RESULTS / "medical_quality.json"
+    target = _target(args.tag, "json")
     if not target.is_file():
         return {}, {}, {}
     old = json.loads(target.read_text())
@@ -193,6 +249,10 @@ def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> tupl
     return old.get("objectives", {}), old.get("random_init", {}), old.get("raw_linear_probe", {})
 
 
+def _target(tag: str, suffix: str) -> Path:
+    return RESULTS / f"medical_quality{'_' + tag if tag else ''}.{suffix}"
+
+
 def _write(
     args: Any,
     overrides: list[str],
@@ -202,7 +262,15 @@ def _write(
     raw: Any,
     start: float,
 ) -> None:
-    """Write the JSON and markdown results (after every objective: partial runs keep them)."""
+    """Write the JSON and markdown results (after every objective: partial runs keep them).
+
+    Rows another process wrote meanwhile under the same protocol are kept (two
+    processes, each with its own ``--objectives``, fill one table).
+    """
+    old_rows, old_randoms, old_raw = _previous(args, overrides, protocol)
+    rows = {**old_rows, **rows}
+    randoms = {**old_randoms, **randoms}
+    raw = raw or old_raw
     record = {
         "command": " ".join([sys.executable, *sys.argv]),
         "seeds": args.seeds,
@@ -217,11 +285,14 @@ def _write(
         "wall_s": time.time() - start,
     }
     RESULTS.mkdir(exist_ok=True)
-    target = RESULTS / "medical_quality.json"
-    tmp = target.with_suffix(".json.tmp")
+    target = _target(args.tag, "json")
+    tmp = target.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, target)
-    (RESULTS / "medical_quality.md").write_text(_markdown(record))
+    md = _target(args.tag, "md")
+    tmp = md.with_suffix(f".md.{os.getpid()}.tmp")
+    tmp.write_text(_markdown(record))
+    os.replace(tmp, md)
     print(_markdown(record))
 
 
@@ -237,10 +308,13 @@ def _markdown(record: dict[str, Any]) -> str:
         "",
         f"Colin27 + AAL (7 regions), seeds {record['seeds']}, mean ± std. Pretraining "
         f"overrides: {record['overrides'] or 'none (configs as they are)'}; fine-tuning "
-        f"steps override: {record['finetune_steps_override']}.",
+        f"steps override: {record['finetune_steps_override']}. Command: "
+        f"`{record['command']}`.",
+        *(["", record["note"]] if record.get("note") else []),
         "",
-        "Fine-tuning: the one `medical:segmentation` protocol of every config "
-        f"(examples/medical/*.yaml): `{json.dumps(record['protocol'], sort_keys=True)}`; random "
+        "Fine-tuning: one `medical:segmentation` protocol for every row (the configs', "
+        "examples/medical/*.yaml, with the command's overrides): "
+        f"`{json.dumps(record['protocol'], sort_keys=True)}`; random "
         "init is the same encoder at the seed's initialisation, fine-tuned on the same "
         "crops; the raw probe is a linear map of each voxel's 3^3 intensities, trained "
         "the same way. Dice: MONAI `DiceMetric`, sliding window (overlap 0.5, gaussian).",

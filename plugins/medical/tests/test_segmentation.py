@@ -123,3 +123,28 @@ def test_cosine_schedule_warms_up_then_decays_and_bad_names_are_refused() -> Non
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(factors[9:]))  # then decays
     assert factors[-1] < 0.01
+
+
+def test_encoder_frozen_fraction_trains_the_decoder_first_then_the_encoder(colin) -> None:
+    from selfsup_medical.evaluators.segmentation import SegmentationFinetune
+
+    torch.manual_seed(0)
+    enc = get_component("encoder", "medical:unet-encoder").create(channels=[4, 8])
+    start = {k: v.clone() for k, v in enc.named_parameters()}
+    ctx = EvalContext(runtime=Runtime(torch.device("cpu")))
+
+    def tuned(fraction: float, scale: float = 0.5) -> dict[str, bool]:
+        evaluator = SegmentationFinetune(
+            budget=1, steps=3, lr=0.01, decoder_width=4, save_masks=False,
+            encoder_lr_scale=scale, encoder_frozen_fraction=fraction,
+        )  # fmt: skip
+        net = evaluator.finetune(enc, colin, ctx)
+        assert evaluator.frozen_steps() == (3 if scale == 0 else round(3 * fraction))
+        moved = {k: not torch.equal(start[k], v) for k, v in net.encoder.named_parameters()}
+        assert all(p.requires_grad for p in net.decoder.parameters())
+        return moved
+
+    assert not any(tuned(0.9).values())  # frozen for all 3 steps: only the decoder learned
+    assert not any(tuned(0.5, scale=0.0).values())  # encoder_lr_scale 0: frozen throughout
+    assert all(tuned(0.5).values())  # frozen for 2 steps, then every encoder tensor moves
+    assert all(tuned(0.0).values())

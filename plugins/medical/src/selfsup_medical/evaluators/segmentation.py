@@ -9,9 +9,12 @@ Protocol (recorded in ``results.json`` through ``ctx.record``):
 2. A copy of the encoder (the run's encoder is left unchanged for later evaluators)
    gets a UNETR/SwinUNETR-style decoder (:class:`~.decoder.SegmentationNet`) and the
    pair is fine-tuned for a fixed ``steps`` with AdamW on MONAI's ``DiceCELoss``
-   (random ``roi_size`` sub-crops and flips of the labelled crops). There is no
-   model selection: the step budget is fixed beforehand, so the test split is
-   touched once.
+   (random ``roi_size`` sub-crops and flips of the labelled crops), the encoder at
+   ``encoder_lr_scale`` times the decoder's rate: from the first step, after the
+   decoder alone has trained for ``encoder_frozen_fraction`` of the steps (linear
+   probing then fine-tuning), or never (``encoder_lr_scale: 0``). There is no model
+   selection: the step budget is fixed beforehand, so the test split is touched
+   once.
 3. Every test volume is segmented with ``monai.inferers.sliding_window_inference``
    (``roi_size`` windows, ``overlap`` 0.5, Gaussian blending); windows run on the
    run's device and are stitched on the CPU when the volume's logits exceed
@@ -205,6 +208,13 @@ class SegmentationFinetune:
             parameter group scaled alike), which converges in fewer steps at a high
             ``lr``.
         warmup: Fraction of ``steps`` spent warming up under ``schedule: cosine``.
+        encoder_frozen_fraction: Fraction of ``steps`` during which the encoder stays
+            frozen and only the decoder learns, before the encoder joins at
+            ``encoder_lr_scale`` (linear probing then fine-tuning, "LP-FT", Kumar et al.
+            2022): the decoder first learns to read the encoder's features as they are,
+            so that fine-tuning starts from a fitted head instead of letting a random
+            decoder's gradients scramble pretrained features. 0 fine-tunes from the
+            first step; ignored when ``encoder_lr_scale`` is 0 (frozen throughout).
     """
 
     def __init__(
@@ -226,6 +236,7 @@ class SegmentationFinetune:
         flip_axes: list[Annotated[int, Field(ge=0, le=2)]] | None = None,
         schedule: Literal["constant", "cosine"] = "constant",
         warmup: Annotated[float, Field(ge=0, lt=1)] = 0.1,
+        encoder_frozen_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0,
     ) -> None:
         self.budget, self.steps, self.batch_size = budget, steps, batch_size
         self.lr, self.encoder_lr_scale, self.weight_decay = lr, encoder_lr_scale, weight_decay
@@ -236,6 +247,7 @@ class SegmentationFinetune:
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"{_ID}: schedule={schedule!r}; use 'constant' or 'cosine'")
         self.schedule, self.warmup = schedule, float(warmup)
+        self.encoder_frozen_fraction = float(encoder_frozen_fraction)
         axes = (0, 1, 2) if flip_axes is None else tuple(int(a) for a in flip_axes)
         if any(a not in (0, 1, 2) for a in axes):
             raise ValueError(
@@ -265,18 +277,29 @@ class SegmentationFinetune:
         net = SegmentationNet(copy.deepcopy(encoder), data.num_classes, self.decoder_width)
         net = net.to(device).train()
         groups = [{"params": list(net.decoder.parameters()), "lr": self.lr}]
+        unfreeze_at = None
         if self.encoder_lr_scale > 0:
             groups.append(
                 {"params": list(net.encoder.parameters()), "lr": self.lr * self.encoder_lr_scale}
             )
-        else:
+            unfreeze_at = self.frozen_steps()
+        if unfreeze_at != 0:
             net.encoder.requires_grad_(False)
-        return self._fit(net, groups, crops, ctx)
+        return self._fit(net, groups, crops, ctx, unfreeze_at=unfreeze_at)
 
     def _fit(
-        self, net: nn.Module, groups: list[dict[str, Any]], crops: list[Any], ctx: EvalContext
+        self,
+        net: nn.Module,
+        groups: list[dict[str, Any]],
+        crops: list[Any],
+        ctx: EvalContext,
+        unfreeze_at: int | None = None,
     ) -> nn.Module:
-        """The fixed-budget training loop (DiceCE, AdamW, random windows and flips)."""
+        """The fixed-budget training loop (DiceCE, AdamW, random windows and flips).
+
+        ``unfreeze_at``: the step at which ``net.encoder`` starts to train (its
+        parameters have no gradient before, so AdamW leaves them unchanged).
+        """
         from monai.losses import DiceCELoss
 
         device = next(net.parameters()).device
@@ -285,7 +308,9 @@ class SegmentationFinetune:
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         gen = torch.Generator().manual_seed(self.seed)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor())
-        for _ in range(self.steps):
+        for step in range(self.steps):
+            if unfreeze_at is not None and step == unfreeze_at:
+                net.encoder.requires_grad_(True)
             pick = torch.randint(0, len(crops), (self.batch_size,), generator=gen).tolist()
             pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen, self.flip_axes) for i in pick]
             x = torch.stack([p[0] for p in pairs]).to(device)
@@ -299,6 +324,12 @@ class SegmentationFinetune:
             sched.step()
         self.final_loss = float(loss.detach())
         return net.eval()
+
+    def frozen_steps(self) -> int:
+        """Steps the encoder stays frozen (all of them when ``encoder_lr_scale`` is 0)."""
+        if self.encoder_lr_scale == 0:
+            return self.steps
+        return round(self.encoder_frozen_fraction * self.steps)
 
     def lr_factor(self) -> WarmupCosine:
         """The learning-rate factor per step (1 throughout when ``schedule`` is constant)."""
@@ -363,6 +394,8 @@ class SegmentationFinetune:
                 "steps": self.steps,
                 "batch_size": self.batch_size,
                 "schedule": self.schedule,
+                "encoder_lr_scale": self.encoder_lr_scale,
+                "encoder_frozen_steps": self.frozen_steps(),
                 "roi_size": list(self.roi),
                 "flip_axes": list(self.flip_axes),
                 "loss": "monai DiceCELoss (softmax, one-hot)",
