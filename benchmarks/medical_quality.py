@@ -75,9 +75,8 @@ def _pretrain(
     if cache is not None:
         import hashlib
 
-        key = hashlib.sha256(json.dumps([path.read_text(), overrides, seed]).encode()).hexdigest()[
-            :16
-        ]
+        payload = json.dumps([path.read_text(), overrides, seed]).encode()
+        key = hashlib.sha256(payload).hexdigest()[:16]
         cached = cache / f"{path.stem}-seed{seed}-{key}.pt"
         if cached.is_file():
             return torch.load(cached, weights_only=True, map_location="cpu")

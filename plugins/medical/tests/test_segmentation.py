@@ -148,3 +148,21 @@ def test_encoder_frozen_fraction_trains_the_decoder_first_then_the_encoder(colin
     assert not any(tuned(0.5, scale=0.0).values())  # encoder_lr_scale 0: frozen throughout
     assert all(tuned(0.5).values())  # frozen for 2 steps, then every encoder tensor moves
     assert all(tuned(0.0).values())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("encoder_frozen_fraction", 1.0), ("encoder_frozen_fraction", -0.1), ("warmup", 1)],
+)
+def test_config_names_an_out_of_range_protocol_value(key: str, value: float) -> None:
+    """``selfsup check`` names the key, the value and the range allowed."""
+    from selfsup import ConfigError, load_config_text, resolve_experiment
+
+    text = f"""
+name: bad
+data: {{id: medical:colin27-aal}}
+encoder: {{id: medical:unet-encoder}}
+evaluators: [{{id: medical:segmentation, params: {{{key}: {value}}}}}]
+"""
+    with pytest.raises(ConfigError, match=rf"{key} = {value}.*\[0, 1\)"):
+        resolve_experiment(load_config_text(text))
