@@ -17,8 +17,8 @@
 
 What is not asserted, measured by the benchmark and said in plugins/medical/README.md:
 the SwinUNETR pretext (its pretraining takes 200-330 s on one thread, beyond this
-suite's budget) and masked-volume modelling (ahead of random init by noise-sized gaps
-in the short protocol only).
+suite's budget) and masked-volume modelling (behind random init at seed 0 in the
+examples' protocol, ahead on average; ahead by noise-sized gaps in the short one).
 """
 
 from __future__ import annotations
