@@ -145,8 +145,8 @@ def main() -> None:
         overrides.append(f"data.params.train_crops={args.train_crops}")
     protocol = _protocol(
         overrides,
-        args.finetune_steps,
         {
+            "steps": args.finetune_steps,
             "encoder_lr_scale": args.encoder_lr_scale,
             "encoder_frozen_fraction": args.encoder_frozen_fraction,
         },
@@ -197,13 +197,12 @@ def main() -> None:
             _write(args, overrides, protocol, rows, randoms, raw, start)
 
 
-def _protocol(
-    overrides: list[str], steps: int | None, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def _protocol(overrides: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The one fine-tuning protocol of every example config (refuses a mix).
 
     Every row of the table must come from the same ``medical:segmentation``
-    parameters, so configs that disagree are an error naming them.
+    parameters, so configs that disagree are an error naming them. ``extra`` holds the
+    command line's overrides of those parameters (``None``: the configs' value).
     """
     from selfsup import load_config
 
@@ -213,8 +212,6 @@ def _protocol(
             ROOT / "examples" / "medical" / f"{name}_colin27.yaml", overrides=overrides
         )
         params = _seg_params(cfg)
-        if steps is not None:
-            params["steps"] = steps
         params.update({k: v for k, v in (extra or {}).items() if v is not None})
         params.pop("budget", None)
         seen[name] = params

@@ -277,15 +277,14 @@ class SegmentationFinetune:
         net = SegmentationNet(copy.deepcopy(encoder), data.num_classes, self.decoder_width)
         net = net.to(device).train()
         groups = [{"params": list(net.decoder.parameters()), "lr": self.lr}]
-        unfreeze_at = None
         if self.encoder_lr_scale > 0:
             groups.append(
                 {"params": list(net.encoder.parameters()), "lr": self.lr * self.encoder_lr_scale}
             )
-            unfreeze_at = self.frozen_steps()
-        if unfreeze_at != 0:
+        frozen = self.frozen_steps()  # all of them when encoder_lr_scale is 0
+        if frozen:
             net.encoder.requires_grad_(False)
-        return self._fit(net, groups, crops, ctx, unfreeze_at=unfreeze_at)
+        return self._fit(net, groups, crops, ctx, unfreeze_at=frozen)
 
     def _fit(
         self,
@@ -298,7 +297,8 @@ class SegmentationFinetune:
         """The fixed-budget training loop (DiceCE, AdamW, random windows and flips).
 
         ``unfreeze_at``: the step at which ``net.encoder`` starts to train (its
-        parameters have no gradient before, so AdamW leaves them unchanged).
+        parameters have no gradient before, so AdamW leaves them unchanged); ``steps``
+        or more (or ``None``) never unfreezes it.
         """
         from monai.losses import DiceCELoss
 
@@ -309,7 +309,7 @@ class SegmentationFinetune:
         gen = torch.Generator().manual_seed(self.seed)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor())
         for step in range(self.steps):
-            if unfreeze_at is not None and step == unfreeze_at:
+            if step == unfreeze_at:
                 net.encoder.requires_grad_(True)
             pick = torch.randint(0, len(crops), (self.batch_size,), generator=gen).tolist()
             pairs = [_sub_crop(crops[i][0], crops[i][1], roi, gen, self.flip_axes) for i in pick]
