@@ -4,17 +4,20 @@ For each example config ``examples/medical/<objective>_colin27.yaml`` and each s
 
 1. pretrain with ``selfsup run`` on the config as it is (its data, encoder, views,
    objective and optimiser; ``--pretrain-epochs`` / ``--train-crops`` shorten it on a
-   busy CPU, and the command line is recorded), evaluators off;
+   busy CPU, ``--set`` overrides any key, and the command line is recorded),
+   evaluators off;
 2. load the pretrained encoder from the run's checkpoint (``weights_only=True``) and
    score it with ``medical:segmentation`` (the config's parameters) at every label
    budget (1, 2, 4 labelled crops): fine-tune + sliding-window Dice on the right
-   hemisphere;
+   hemisphere (test) and on the left one without the labelled crops' voxels
+   (validation: what recipes and protocols are chosen on);
 3. the same for the same encoder from random init (per distinct encoder) and for the
    raw-intensity linear probe (``model: raw-linear``: a linear classifier of each
    voxel's 3^3 intensities, same crops, loss, steps and Dice).
 
 Crops for a budget are drawn by the seed, identically for every arm. Mean ± std of
-``dice_mean`` over seeds go to ``benchmarks/results/medical_quality.{json,md}``.
+``dice_mean`` and ``val_dice_mean`` over seeds go to
+``benchmarks/results/medical_quality.{json,md}``.
 
     OMP_NUM_THREADS=1 python benchmarks/medical_quality.py                       # full
     OMP_NUM_THREADS=1 python benchmarks/medical_quality.py --pretrain-epochs 1 \\
@@ -38,6 +41,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OBJECTIVES = ["voco", "swin_pretext", "genesis", "local_global", "masked_volume"]
+#: Results layout: 2 = test and validation Dice per arm (``dice`` and ``val_dice``).
+FORMAT = 2
 PUBLISHED = (
     "MONAI SwinUNETR tutorial, BTCV with 6 labelled volumes: 63.1 (random init) -> 70.1 "
     "(self-supervised) mean Dice; a different dataset and compute scale, for orientation only"
@@ -51,14 +56,18 @@ def _seg_params(cfg: Any) -> dict[str, Any]:
     return {}
 
 
-def _dice(encoder: Any, data: Any, params: dict[str, Any], budget: int, seed: int) -> float:
+def _dice(
+    encoder: Any, data: Any, params: dict[str, Any], budget: int, seed: int
+) -> tuple[float, float]:
+    """``(test Dice, validation Dice)`` after the protocol's fine-tuning at ``budget`` crops."""
     from selfsup.interfaces import EvalContext
     from selfsup.runtime import Runtime
     from selfsup_medical.evaluators.segmentation import SegmentationFinetune
 
     ctx = EvalContext(runtime=Runtime(torch.device("cpu")), seed=seed)
     evaluator = SegmentationFinetune(**{**params, "budget": budget, "save_masks": False})
-    return float(evaluator.evaluate(encoder, data, ctx)["dice_mean"])
+    metrics = evaluator.evaluate(encoder, data, ctx)
+    return float(metrics["dice_mean"]), float(metrics["val_dice_mean"])
 
 
 def _pretrain(
@@ -102,12 +111,28 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"values": values, "mean": statistics.mean(values), "std": std}
 
 
+def _split_stats(scores: dict[int, list[tuple[float, float]]]) -> dict[str, Any]:
+    """``{"dice": {budget: stats of test Dice}, "val_dice": {budget: stats of val Dice}}``."""
+    return {
+        key: {str(b): _stats([pair[i] for pair in pairs]) for b, pairs in scores.items()}
+        for i, key in enumerate(("dice", "val_dice"))
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--objectives", nargs="+", default=OBJECTIVES, choices=OBJECTIVES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--pretrain-epochs", type=int, default=None)
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for pretraining, as `selfsup run --set` takes them (e.g. "
+        "objective.params.mask_ratio=0.75); recorded, and part of the cache key",
+    )
     parser.add_argument("--train-crops", type=int, default=None)
     parser.add_argument("--finetune-steps", type=int, default=None)
     parser.add_argument(
@@ -138,7 +163,7 @@ def main() -> None:
     from selfsup import load_config
     from selfsup.components import get_component
 
-    overrides = []
+    overrides = list(args.set)
     if args.pretrain_epochs is not None:
         overrides.append(f"train.epochs={args.pretrain_epochs}")
     if args.train_crops is not None:
@@ -165,35 +190,40 @@ def main() -> None:
             data = data_cache[key]
             enc_key = json.dumps([cfg.encoder.id, cfg.encoder.params], sort_keys=True)
             spec = get_component("encoder", cfg.encoder.id)
-            scores: dict[int, list[float]] = {b: [] for b in args.budgets}
+            scores: dict[int, list[tuple[float, float]]] = {b: [] for b in args.budgets}
             for seed in args.seeds:
                 state = _pretrain(path, seed, overrides, out, args.cache)
                 encoder = spec.create(**(cfg.encoder.params or {}))
                 encoder.load_state_dict(state)
                 for b in args.budgets:
                     scores[b].append(_dice(encoder, data, params, b, seed))
-                    print(f"{name} seed {seed} budget {b}: {scores[b][-1]:.4f}", flush=True)
+                    print(f"{name} seed {seed} budget {b}: {scores[b][-1]}", flush=True)
             rows[name] = {
                 "encoder": {"id": cfg.encoder.id, "params": cfg.encoder.params},
                 "objective": {"id": cfg.objective.id, "params": cfg.objective.params},
-                "dice": {str(b): _stats(v) for b, v in scores.items()},
+                **_split_stats(scores),
                 "random_init_key": enc_key,
                 "segmentation": params,
             }
             if enc_key not in randoms:
-                rand: dict[int, list[float]] = {b: [] for b in args.budgets}
+                rand: dict[int, list[tuple[float, float]]] = {b: [] for b in args.budgets}
                 for seed in args.seeds:
                     torch.manual_seed(seed)
                     encoder = spec.create(**(cfg.encoder.params or {}))
                     for b in args.budgets:
                         rand[b].append(_dice(encoder, data, params, b, seed))
-                        print(f"random {cfg.encoder.id} seed {seed} budget {b}: {rand[b][-1]:.4f}")
-                randoms[enc_key] = {str(b): _stats(v) for b, v in rand.items()}
+                        print(f"random {cfg.encoder.id} seed {seed} budget {b}: {rand[b][-1]}")
+                randoms[enc_key] = _split_stats(rand)
             if not raw:
-                for b in args.budgets:
-                    raw_params = {**params, "model": "raw-linear"}
-                    vals = [_dice(encoder, data, raw_params, b, s) for s in args.seeds]
-                    raw[str(b)] = _stats(vals)
+                raw_params = {**params, "model": "raw-linear"}
+                raw.update(
+                    _split_stats(
+                        {
+                            b: [_dice(encoder, data, raw_params, b, s) for s in args.seeds]
+                            for b in args.budgets
+                        }
+                    )
+                )
             _write(args, overrides, protocol, rows, randoms, raw, start)
 
 
@@ -239,7 +269,8 @@ def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> tupl
         old.get("overrides"),
         old.get("finetune_steps_override"),
         old.get("protocol"),
-    ) == (args.seeds, args.budgets, overrides, args.finetune_steps, protocol)
+        old.get("format"),
+    ) == (args.seeds, args.budgets, overrides, args.finetune_steps, protocol, FORMAT)
     if not same:
         return {}, {}, {}
     return old.get("objectives", {}), old.get("random_init", {}), old.get("raw_linear_probe", {})
@@ -277,6 +308,7 @@ def _write(
         "objectives": rows,
         "random_init": randoms,
         "raw_linear_probe": raw,
+        "format": FORMAT,
         "published": PUBLISHED,
         "wall_s": time.time() - start,
     }
@@ -298,7 +330,6 @@ def _fmt(s: dict[str, Any]) -> str:
 
 def _markdown(record: dict[str, Any]) -> str:
     budgets = [str(b) for b in record["budgets"]]
-    head = " | ".join(f"{b} crop{'s' if b != '1' else ''}" for b in budgets)
     lines = [
         "# Medical quality: mean Dice (x100, foreground regions) on the right hemisphere",
         "",
@@ -315,34 +346,52 @@ def _markdown(record: dict[str, Any]) -> str:
         "crops; the raw probe is a linear map of each voxel's 3^3 intensities, trained "
         "the same way. Dice: MONAI `DiceMetric`, sliding window (overlap 0.5, gaussian).",
         "",
-        f"| arm | encoder | {head} |",
-        "|---|---|" + "---|" * len(budgets),
+        "## Test: the right hemisphere",
+        "",
+        *_table(record, "dice", budgets),
+        "",
+        "## Validation: the left hemisphere without the labelled crops' voxels",
+        "",
+        "What choices of protocol and recipe are made on (`val_dice_mean` of "
+        "`medical:segmentation`): the train hemisphere, scored only where fine-tuning saw "
+        "no label.",
+        "",
+        *_table(record, "val_dice", budgets),
+        "",
+        f"Published reference: {record['published']}.",
+        "",
     ]
+    return "\n".join(lines)
+
+
+def _table(record: dict[str, Any], key: str, budgets: list[str]) -> list[str]:
+    """The markdown table of one score (``dice``: test, ``val_dice``) and its per-seed gaps."""
+    head = " | ".join(f"{b} crop{'s' if b != '1' else ''}" for b in budgets)
+    lines = [f"| arm | encoder | {head} |", "|---|---|" + "---|" * len(budgets)]
     for row in record["objectives"].values():
-        cells = " | ".join(_fmt(row["dice"][b]) for b in budgets)
-        rand = record["random_init"][row["random_init_key"]]
-        rcells = " | ".join(_fmt(rand[b]) for b in budgets)
+        rand = record["random_init"][row["random_init_key"]][key]
         enc = row["encoder"]["id"]
-        lines.append(f"| {row['objective']['id']} | {enc} | {cells} |")
-        lines.append(f"| random init (same encoder) | {enc} | {rcells} |")
-    raw = record["raw_linear_probe"]
-    lines.append(
-        f"| raw-intensity linear probe | none | {' | '.join(_fmt(raw[b]) for b in budgets)} |"
-    )
+        lines.append(f"| {row['objective']['id']} | {enc} | {_cells(row[key], budgets)} |")
+        lines.append(f"| random init (same encoder) | {enc} | {_cells(rand, budgets)} |")
+    raw = record["raw_linear_probe"][key]
+    lines.append(f"| raw-intensity linear probe | none | {_cells(raw, budgets)} |")
     lines += ["", "Per-seed gaps, pretrained minus random init (x100, seeds in order):", ""]
     for row in record["objectives"].values():
-        rand = record["random_init"][row["random_init_key"]]
+        rand = record["random_init"][row["random_init_key"]][key]
         gaps = "; ".join(
             f"{b}: "
             + " ".join(
                 f"{100 * (p - r):+.1f}"
-                for p, r in zip(row["dice"][b]["values"], rand[b]["values"], strict=True)
+                for p, r in zip(row[key][b]["values"], rand[b]["values"], strict=True)
             )
             for b in budgets
         )
         lines.append(f"- {row['objective']['id']}: {gaps}")
-    lines += ["", f"Published reference: {record['published']}.", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _cells(stats: dict[str, Any], budgets: list[str]) -> str:
+    return " | ".join(_fmt(stats[b]) for b in budgets)
 
 
 if __name__ == "__main__":

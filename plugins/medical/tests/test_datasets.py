@@ -67,6 +67,30 @@ def test_colin_crops_are_seeded_per_item_and_tiles_cover(colin) -> None:
     assert len(colin.test) == n_tiles
 
 
+def test_crop_footprint_is_exactly_the_crops_voxels(colin) -> None:
+    """``footprint(i)`` marks the voxels crop ``i`` holds (what validation leaves out)."""
+    image, _ = colin.meta["volumes"]["train"][0]
+    for index in (0, 5):
+        volume, mask = colin.train.footprint(index)
+        crop, _ = colin.train[index]
+        assert volume == 0 and mask.shape == image.shape[1:]
+        box = [slice(int(i.min()), int(i.max()) + 1) for i in mask.nonzero().T]
+        assert int(mask.sum()) == int(np.prod([b.stop - b.start for b in box]))
+        sides = [b.stop - b.start for b in box]
+        assert sides == [min(32, s) for s in image.shape[1:]]
+        # the box's voxels are the crop's, up to the crop's end padding (offset 0-2)
+        inner = image[0][tuple(box)]
+        offsets = [(a, b, c) for a in range(3) for b in range(3) for c in range(3)]
+        windows = [
+            crop[0][tuple(slice(o, o + n) for o, n in zip(off, sides, strict=True))]
+            for off in offsets
+        ]
+        assert any(torch.equal(inner, w) for w in windows), "the footprint is not the crop's"
+    assert not torch.equal(colin.train.footprint(0)[1], colin.train.footprint(5)[1])
+    with pytest.raises(IndexError, match="out of range"):
+        colin.train.footprint(len(colin.train))
+
+
 def test_colin_missing_files_message(tmp_path: Path) -> None:
     from selfsup_medical.datasets import colin27_aal
 

@@ -47,7 +47,7 @@ def _dice(encoder, data) -> float:  # type: ignore[no-untyped-def]
     from selfsup_medical.evaluators.segmentation import SegmentationFinetune
 
     ctx = EvalContext(runtime=Runtime(torch.device("cpu")), seed=0)
-    evaluator = SegmentationFinetune(save_masks=False, **FINETUNE)
+    evaluator = SegmentationFinetune(save_masks=False, validate=False, **FINETUNE)
     return evaluator.evaluate(encoder, data, ctx)["dice_mean"]
 
 
@@ -139,7 +139,9 @@ def seg_dice(encoder, data, budget: int, seed: int, params: dict) -> float:  # t
     from selfsup_medical.evaluators.segmentation import SegmentationFinetune
 
     ctx = EvalContext(runtime=Runtime(torch.device("cpu")), seed=seed)
-    evaluator = SegmentationFinetune(**{**params, "budget": budget, "save_masks": False})
+    evaluator = SegmentationFinetune(
+        **{**params, "budget": budget, "save_masks": False, "validate": False}
+    )
     return evaluator.evaluate(encoder, data, ctx)["dice_mean"]
 
 

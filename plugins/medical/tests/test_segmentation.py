@@ -67,6 +67,48 @@ def test_segmentation_leaves_the_encoder_unchanged(colin) -> None:
     assert protocol["stitching_device"] == "cpu"  # above cpu_stitch_voxels: stitched on CPU
 
 
+def test_validation_scores_the_train_hemisphere_without_the_labelled_crops(colin) -> None:
+    """val_dice_mean reads the left hemisphere minus the labelled crops' voxels only."""
+    from selfsup_medical.evaluators.segmentation import SegmentationFinetune, validation_split
+
+    volumes, leave_out = validation_split(colin, [0, 5])
+    assert volumes is colin.meta["volumes"]["train"]
+    union = colin.train.footprint(0)[1] | colin.train.footprint(5)[1]
+    assert set(leave_out) == {0} and torch.equal(leave_out[0], union)
+    enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
+    ctx = EvalContext(runtime=Runtime(torch.device("cpu")))
+    evaluator = SegmentationFinetune(budget=2, steps=2, decoder_width=4, save_masks=False)
+    metrics = evaluator.evaluate(enc, colin, ctx)
+    assert 0 <= metrics["val_dice_mean"] <= 1
+    assert "voxels)" in ctx.facts["protocol"]["validation"]
+    # a voxel left out counts for no class: leaving out everything scores nothing
+    net = evaluator.finetune(enc, colin, ctx)
+    everything = {0: torch.ones_like(union)}
+    assert bool(evaluator.score(net, volumes, ctx, everything).isnan().all())
+    partial = evaluator.score(net, volumes, ctx, {0: union})
+    assert not bool(partial.isnan().all())
+    assert (
+        not SegmentationFinetune(validate=False, budget=1, steps=1, save_masks=False)
+        .evaluate(enc, colin, ctx)
+        .get("val_dice_mean")
+    )
+
+
+def test_validation_on_separate_volumes_leaves_nothing_out(labelled_folder) -> None:
+    from selfsup_medical.datasets import nifti_folder
+    from selfsup_medical.evaluators.segmentation import validation_split
+
+    data = nifti_folder(
+        str(labelled_folder),
+        crop_size=16,
+        val_fraction=0.34,
+        test_fraction=0.34,
+    )
+    volumes, leave_out = validation_split(data, [0])
+    assert volumes is data.meta["volumes"]["val"] and leave_out == {}
+    assert validation_split(DataSplits(train=data.train, num_classes=2, meta={}), [0]) is None
+
+
 def test_same_seed_same_crops_for_every_arm(colin) -> None:
     from selfsup_medical.evaluators.segmentation import pick_crops
 
@@ -165,4 +207,18 @@ encoder: {{id: medical:unet-encoder}}
 evaluators: [{{id: medical:segmentation, params: {{{key}: {value}}}}}]
 """
     with pytest.raises(ConfigError, match=rf"{key} = {value}.*\[0, 1\)"):
+        resolve_experiment(load_config_text(text))
+
+
+def test_config_names_a_validate_flag_that_is_not_a_boolean() -> None:
+    """``validate: sometimes`` is refused with the key and the value, not read as true."""
+    from selfsup import ConfigError, load_config_text, resolve_experiment
+
+    text = """
+name: bad
+data: {id: medical:colin27-aal}
+encoder: {id: medical:unet-encoder}
+evaluators: [{id: medical:segmentation, params: {validate: sometimes}}]
+"""
+    with pytest.raises(ConfigError, match=r"validate.*sometimes"):
         resolve_experiment(load_config_text(text))

@@ -85,6 +85,33 @@ class RandomCrops(torch.utils.data.Dataset):
             return crop_image, -1
         return crop_image, torch.as_tensor(out["label"])[0].long().as_subclass(Tensor)
 
+    def footprint(self, index: int) -> tuple[int, Tensor]:
+        """Where crop ``index`` lies: ``(volume index, bool mask [D, H, W] of its voxels)``.
+
+        The crop is drawn again with the same random state over the volume's voxel
+        coordinates (1-based, so padding reads 0), so the mask is exactly the voxels
+        that ``self[index]`` holds, whatever the crop transform. Used to keep a labelled
+        crop's voxels out of a validation score over the same volume.
+        """
+        if not 0 <= index < self.length:
+            raise IndexError(f"crop index {index} out of range [0, {self.length})")
+        volume = index % len(self.pairs)
+        image, label = self.pairs[volume]
+        shape = tuple(image.shape[1:])
+        grid = torch.meshgrid(*(torch.arange(1, s + 1) for s in shape), indexing="ij")
+        item: dict[str, Tensor] = {"image": torch.stack(grid).float()}
+        if isinstance(label, Tensor):
+            item["label"] = label[None]
+        self.crop.set_random_state(seed=(self.seed * 1_000_003 + index) % 2**32)  # type: ignore[attr-defined]
+        out = self.crop(item)
+        if isinstance(out, list):
+            out = out[0]
+        coords = torch.as_tensor(out["image"]).as_subclass(Tensor).round().long().flatten(1)
+        inside = (coords > 0).all(0)
+        mask = torch.zeros(shape, dtype=torch.bool)
+        mask[tuple(coords[:, inside] - 1)] = True
+        return volume, mask
+
 
 def tile_starts(size: int, roi: int) -> list[int]:
     """Start positions of ``roi``-long tiles covering ``[0, size)`` (the last moved back)."""

@@ -24,6 +24,12 @@ Protocol (recorded in ``results.json`` through ``ctx.record``):
    absent from a volume's ground truth is ignored for that volume (NaN, not 1 or 0);
    ``dice_mean`` is the mean over the classes present, and ``regions_scored`` says
    how many there were.
+5. With ``validate``, the same net scores the validation volumes the same way
+   (``val_dice_mean``). On Colin27 they are the left hemisphere, the train crops'
+   own volume, so the labelled crops' voxels are left out of the score
+   (:func:`validation_split`): validation reads only labels fine-tuning never saw,
+   and choices made on it (a protocol, a pretraining recipe) never read the test
+   hemisphere.
 
 Masks are written as NIfTI artefacts (``pred_<i>.nii.gz`` on the volume's grid) and
 as a PNG of three orthogonal slices (image, ground truth, prediction).
@@ -33,8 +39,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
@@ -43,9 +47,17 @@ from selfsup.interfaces import DataSplits, EvalContext
 from selfsup.training import WarmupCosine
 from torch import Tensor, nn
 
+from selfsup_medical.evaluators.artefacts import write_nifti, write_slices
 from selfsup_medical.evaluators.decoder import RawLinear, SegmentationNet
 
-__all__ = ["SegmentationFinetune", "class_names", "pick_crops", "test_volumes", "write_nifti"]
+__all__ = [
+    "SegmentationFinetune",
+    "class_names",
+    "pick_crops",
+    "test_volumes",
+    "validation_split",
+    "write_nifti",
+]
 
 _ID = "medical:segmentation"
 
@@ -75,55 +87,33 @@ def test_volumes(data: DataSplits) -> Any:
     return volumes.get("test") if isinstance(volumes, dict) and "test" in volumes else data.test
 
 
-def write_nifti(path: Path, mask: Tensor, meta: dict[str, Any], index: int) -> None:
-    """Write a label map as NIfTI (atomically) on the volume's grid.
+def validation_split(data: DataSplits, picked: list[int]) -> tuple[Any, dict[int, Tensor]] | None:
+    """The volumes to validate on and, per volume index, the voxels to leave out.
 
-    The affine is ``meta["affines"]["test"][index]`` when the dataset gives one, else a
-    diagonal of ``meta["spacing_mm"]`` (1 mm when absent).
+    The validation volumes are ``meta["volumes"]["val"]``. When they are the very
+    volumes the train crops are cut from (Colin27's left hemisphere), the labelled
+    crops' voxels (``data.train.footprint(i)`` for ``i`` in ``picked``) are left out,
+    so validation scores only voxels whose labels fine-tuning never saw.
+
+    Returns:
+        ``(volumes, {volume index: bool mask of voxels to leave out})``, or ``None``
+        when there are no validation volumes, or they share the train crops' volumes
+        and the crops cannot say where they lie (no ``footprint``).
     """
-    import nibabel as nib
-    import numpy as np
-
-    affines = meta.get("affines", {})
-    affine = affines.get("test", [None] * (index + 1))[index] if isinstance(affines, dict) else None
-    if affine is None:
-        affine = np.diag([float(meta.get("spacing_mm", 1.0))] * 3 + [1.0])
-    image = nib.Nifti1Image(mask.cpu().numpy().astype(np.uint8), np.asarray(affine, float))
-    tmp = path.with_name(path.name + ".tmp.nii.gz")
-    nib.save(image, str(tmp))
-    os.replace(tmp, path)
-
-
-def write_slices(path: Path, image: Tensor, label: Tensor, pred: Tensor, k: int) -> bool:
-    """A PNG of the three central orthogonal slices: image, truth, prediction.
-
-    Returns ``False`` (and writes nothing) when matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is optional
-        return False
-    fig, axes = plt.subplots(3, 3, figsize=(9, 9))
-    centre = [s // 2 for s in image.shape]
-    for axis in range(3):
-        pick = [slice(None)] * 3
-        pick[axis] = centre[axis]  # type: ignore[call-overload]
-        for col, (vol, cmap) in enumerate(((image, "gray"), (label, "tab10"), (pred, "tab10"))):
-            plane = vol[tuple(pick)].float().cpu().numpy().T
-            kwargs = {"vmin": 0, "vmax": max(k - 1, 1)} if col else {}
-            axes[axis, col].imshow(plane, cmap=cmap, origin="lower", **kwargs)
-            axes[axis, col].axis("off")
-    for col, title in enumerate(("image", "ground truth", "prediction")):
-        axes[0, col].set_title(title)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return True
+    volumes = data.meta.get("volumes", {})
+    val = volumes.get("val") if isinstance(volumes, dict) else None
+    if val is None:
+        return None
+    if val is not volumes.get("train") and val is not getattr(data.train, "pairs", None):
+        return val, {}
+    footprint = getattr(data.train, "footprint", None)
+    if footprint is None:
+        return None
+    leave_out: dict[int, Tensor] = {}
+    for index in picked:
+        volume, mask = footprint(index)
+        leave_out[volume] = leave_out[volume] | mask if volume in leave_out else mask
+    return val, leave_out
 
 
 def pick_crops(train: Any, budget: int, min_foreground: float, seed: int) -> list[int]:
@@ -176,6 +166,12 @@ def _sub_crop(
     return x, y
 
 
+def _nanmean(per_class: Tensor) -> float:
+    """Mean over the classes scored (not NaN); 0 when none was."""
+    present = per_class[~per_class.isnan()]
+    return float(present.mean()) if len(present) else 0.0
+
+
 class SegmentationFinetune:
     """Fine-tune encoder + UNETR-style decoder on a few labelled crops; Dice on the test split.
 
@@ -215,6 +211,9 @@ class SegmentationFinetune:
             so that fine-tuning starts from a fitted head instead of letting a random
             decoder's gradients scramble pretrained features. 0 fine-tunes from the
             first step; ignored when ``encoder_lr_scale`` is 0 (frozen throughout).
+        validate: Also score the validation volumes (``val_dice_mean``): on Colin27
+            the left hemisphere without the labelled crops' voxels, so a protocol or a
+            pretraining recipe can be chosen without reading the test hemisphere.
     """
 
     def __init__(
@@ -237,6 +236,7 @@ class SegmentationFinetune:
         schedule: Literal["constant", "cosine"] = "constant",
         warmup: Annotated[float, Field(ge=0, lt=1)] = 0.1,
         encoder_frozen_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+        validate: bool = True,
     ) -> None:
         self.budget, self.steps, self.batch_size = budget, steps, batch_size
         self.lr, self.encoder_lr_scale, self.weight_decay = lr, encoder_lr_scale, weight_decay
@@ -248,6 +248,7 @@ class SegmentationFinetune:
             raise ValueError(f"{_ID}: schedule={schedule!r}; use 'constant' or 'cosine'")
         self.schedule, self.warmup = schedule, float(warmup)
         self.encoder_frozen_fraction = float(encoder_frozen_fraction)
+        self.validate = bool(validate)
         axes = (0, 1, 2) if flip_axes is None else tuple(int(a) for a in flip_axes)
         if any(a not in (0, 1, 2) for a in axes):
             raise ValueError(
@@ -361,32 +362,74 @@ class SegmentationFinetune:
             )
         return torch.as_tensor(logits).float()
 
-    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
-        """Fine-tune, segment the test split and return Dice per region and mean."""
+    def score(
+        self,
+        net: nn.Module,
+        volumes: Any,
+        ctx: EvalContext,
+        leave_out: dict[int, Tensor] | None = None,
+        artefacts: DataSplits | None = None,
+    ) -> Tensor:
+        """Per-foreground-class Dice ``[K - 1]`` over ``volumes`` (NaN: class absent).
+
+        Args:
+            net: The fine-tuned segmentation net.
+            volumes: Whole ``(image, label)`` volumes.
+            ctx: The evaluation context.
+            leave_out: Per volume index, voxels that count for no class (in neither the
+                prediction nor the truth).
+            artefacts: The dataset, to write masks of the first volumes as artefacts.
+        """
         from monai.metrics import DiceMetric
 
-        _require(data)
-        net = self.finetune(encoder, data, ctx)
-        k = data.num_classes
-        metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
-        names = class_names(data.meta, k)
-        volumes = test_volumes(data)
+        k = int(net.num_classes)
+        metric = DiceMetric(
+            include_background=False, reduction="mean_batch", ignore_empty=True, get_not_nans=True
+        )
         for index in range(len(volumes)):
             image, label = volumes[index]
             if not isinstance(label, Tensor):
-                raise ValueError(f"{_ID}: test volume {index} has no label map to score")
+                raise ValueError(f"{_ID}: volume {index} has no label map to score")
             pred = self.predict(net, image, ctx).argmax(1).cpu()  # [1, D, H, W]
             onehot = torch.nn.functional.one_hot(pred, k).permute(0, 4, 1, 2, 3)
             truth = torch.nn.functional.one_hot(label[None].clamp_min(0).long(), k)
-            metric(y_pred=onehot, y=truth.permute(0, 4, 1, 2, 3))
-            if self.save_masks and ctx.is_main and index < 4:
-                self._artefacts(ctx, data, index, image, label, pred[0])
-        per_class = metric.aggregate().cpu()  # [k - 1], NaN where no volume had the class
+            truth = truth.permute(0, 4, 1, 2, 3)
+            mask = (leave_out or {}).get(index)
+            if mask is not None:
+                onehot, truth = onehot * ~mask, truth * ~mask
+            metric(y_pred=onehot, y=truth)
+            if artefacts is not None and ctx.is_main and index < 4:
+                self._artefacts(ctx, artefacts, index, image, label, pred[0])
+        per_class, scored = (t.cpu() for t in metric.aggregate())
         metric.reset()
+        # MONAI's mean_batch gives 0 to a class no volume had: make it NaN (not scored)
+        return per_class.masked_fill(scored == 0, float("nan"))
+
+    def evaluate(self, encoder: nn.Module, data: DataSplits, ctx: EvalContext) -> dict[str, float]:
+        """Fine-tune, segment the test split and return Dice per region and mean.
+
+        With ``validate``, ``val_dice_mean`` is the same score on the validation
+        volumes (the labelled crops' voxels left out: :func:`validation_split`), for
+        choosing a protocol or a pretraining recipe without reading the test split.
+        """
+        _require(data)
+        net = self.finetune(encoder, data, ctx)
+        names = class_names(data.meta, data.num_classes)
+        keep = data if self.save_masks else None
+        per_class = self.score(net, test_volumes(data), ctx, artefacts=keep)
         out = {f"dice_{names[c + 1]}": float(v) for c, v in enumerate(per_class) if not v.isnan()}
-        present = per_class[~per_class.isnan()]
-        out["dice_mean"] = float(present.mean()) if len(present) else 0.0
-        out["regions_scored"] = float(len(present))
+        out["dice_mean"] = _nanmean(per_class)
+        out["regions_scored"] = float((~per_class.isnan()).sum())
+        split = validation_split(data, self.picked) if self.validate else None
+        if split is not None:
+            volumes, leave_out = split
+            out["val_dice_mean"] = _nanmean(self.score(net, volumes, ctx, leave_out))
+        validation = (
+            "val_dice_mean: meta['volumes']['val'], labelled crops' voxels left out "
+            f"({sum(int(m.sum()) for m in split[1].values())} voxels)"
+            if split is not None
+            else "none"
+        )
         ctx.record(
             protocol={
                 "budget_crops": self.budget,
@@ -406,6 +449,7 @@ class SegmentationFinetune:
                 "empty_regions": "a region absent from a test volume's ground truth is "
                 "ignored for that volume; dice_mean averages the regions present",
                 "model_selection": "none: fixed step budget, test split scored once",
+                "validation": validation,
                 "final_train_loss": self.final_loss,
             }
         )
