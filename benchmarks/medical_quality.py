@@ -70,23 +70,35 @@ def _dice(
     return float(metrics["dice_mean"]), float(metrics["val_dice_mean"])
 
 
+def cache_key(path: Path, overrides: list[str], seed: int) -> str:
+    """Digest of what pretraining depends on: the resolved config and the seed.
+
+    Evaluators and the description are left out, and comments never reach the resolved
+    config, so a new fine-tuning protocol or a rewritten header reuses the encoders.
+    """
+    import hashlib
+
+    from selfsup import load_config
+
+    cfg = load_config(path, overrides=overrides).model_dump(mode="json")
+    pretraining = {k: v for k, v in cfg.items() if k not in ("evaluators", "description")}
+    payload = json.dumps([pretraining, seed], sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
 def _pretrain(
     path: Path, seed: int, overrides: list[str], out: str, cache: Path | None = None
 ) -> dict[str, Any]:
     """Run the config's objective arm for one seed; returns the encoder's state dict.
 
-    With ``cache``, the encoder is kept there under a digest of the config's text, the
-    overrides and the seed, and reused by later runs (another fine-tuning protocol
-    re-scores the same pretrained encoders instead of pretraining again).
+    With ``cache``, the encoder is kept there under :func:`cache_key` and reused by
+    later runs (another fine-tuning protocol re-scores the same pretrained encoders
+    instead of pretraining again).
     """
     from selfsup import load_config, run_experiment
 
     if cache is not None:
-        import hashlib
-
-        payload = json.dumps([path.read_text(), overrides, seed]).encode()
-        key = hashlib.sha256(payload).hexdigest()[:16]
-        cached = cache / f"{path.stem}-seed{seed}-{key}.pt"
+        cached = cache / f"{path.stem}-seed{seed}-{cache_key(path, overrides, seed)}.pt"
         if cached.is_file():
             return torch.load(cached, weights_only=True, map_location="cpu")
         state = _pretrain(path, seed, overrides, out)
