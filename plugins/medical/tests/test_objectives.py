@@ -134,3 +134,26 @@ def test_masked_volume_accepts_a_view_mask(make_tiny_encoder: Callable[[str], En
     assert float(out.metrics["mask_ratio"]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="views\\['mask'\\]"):
         masked(enc, {"input": x, "mask": mask[:, :, :8]})
+
+
+def test_masked_volume_decodes_only_the_coarse_maps_when_asked(
+    make_tiny_encoder: Callable[[str], Encoder],
+) -> None:
+    """decoder_min_stride=4 reads the UNet's stride-4 and -8 maps, not the finer ones."""
+    enc = make_tiny_encoder("medical:unet-encoder")  # maps at strides 1, 2, 4, 8
+    masked = get_component("objective", "medical:masked-volume").create(
+        embed_dim=enc.embed_dim, decoder_min_stride=4
+    )
+    masked.attach(enc)
+    assert masked.levels == [2, 3] and len(masked.decoder.proj) == 2
+    x = torch.rand(2, 1, 32, 32, 32)
+    picked = masked.decoded_maps(enc(x))
+    assert [tuple(m.shape[2:]) for m in picked] == [(8, 8, 8), (4, 4, 4)]
+    out = masked(enc, [x])
+    out.loss.backward()
+    assert out.loss.isfinite() and all(p.grad is not None for p in masked.decoder.parameters())
+    coarse = get_component("objective", "medical:masked-volume").create(
+        embed_dim=enc.embed_dim, decoder_min_stride=16
+    )
+    with pytest.raises(ValueError, match=r"decoder_min_stride=16 .*use at most 8"):
+        coarse.attach(enc)

@@ -200,17 +200,22 @@ class DecodingObjective(Objective):
     """Base of the objectives that decode the encoder's feature maps (one output channel).
 
     The decoder is a :class:`UNETRDecoder` without input skip, built by :meth:`attach`
-    (or on the first :meth:`decoder_for`) for the encoder's feature maps.
+    (or on the first :meth:`decoder_for`) for the encoder's feature maps: all of them,
+    or those at a stride of at least ``min_stride`` (:meth:`decoded_maps` picks them).
 
     Args:
         owner: The objective's id, for messages.
         decoder_width: Width of the decoder.
+        min_stride: The finest feature map the decoder reads (input voxels per map
+            voxel); 1 reads every map.
     """
 
-    def __init__(self, owner: str, decoder_width: int) -> None:
+    def __init__(self, owner: str, decoder_width: int, min_stride: int = 1) -> None:
         super().__init__()
-        self.owner, self.decoder_width = owner, decoder_width
+        self.owner, self.decoder_width, self.min_stride = owner, decoder_width, int(min_stride)
         self.decoder: UNETRDecoder | None = None
+        self.levels: list[int] = []
+        self.num_maps = 0
 
     def decoder_device(self, encoder: nn.Module) -> torch.device:
         """Where the decoder goes: the encoder's device (subclasses may override)."""
@@ -220,9 +225,25 @@ class DecodingObjective(Objective):
         """Build the decoder for the encoder's feature maps."""
         super().attach(encoder)
         channels, strides = require_feature_maps(self.owner, encoder)
+        self.levels = [i for i, s in enumerate(strides) if s >= self.min_stride]
+        if not self.levels:
+            raise ValueError(
+                f"{self.owner}: decoder_min_stride={self.min_stride} is coarser than every "
+                f"feature map of the encoder (strides {strides}); use at most {max(strides)}"
+            )
+        self.num_maps = len(strides)
         self.decoder = UNETRDecoder(
-            channels, strides, 1, width=self.decoder_width, input_skip=False
+            [channels[i] for i in self.levels],
+            [strides[i] for i in self.levels],
+            1,
+            width=self.decoder_width,
+            input_skip=False,
         ).to(self.decoder_device(encoder))
+
+    def decoded_maps(self, out: Any) -> tuple[Tensor, ...]:
+        """The encoder output's feature maps that the decoder reads (after :meth:`attach`)."""
+        maps = feature_maps_of(self.owner, out, self.num_maps)
+        return tuple(maps[i] for i in self.levels)
 
     def decoder_for(self, encoder: nn.Module) -> UNETRDecoder:
         """The decoder, built for ``encoder`` first when :meth:`attach` has not run."""

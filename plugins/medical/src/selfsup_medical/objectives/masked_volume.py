@@ -8,6 +8,12 @@ UNETR-style decoder on its feature maps (no input skip) predicts the voxels. The
 loss is the L1 (or L2) error on the hidden voxels only, against the volume
 normalised per volume (``norm_target``, as MAE's normalised-pixel target).
 
+``decoder_min_stride`` keeps the decoder off the encoder's finest maps: a CNN's
+full-resolution features see a few voxels around each one, enough to interpolate a
+small hidden cube from its visible border without learning anything about the
+volume; reading only maps at the cube's scale or coarser makes the reconstruction
+come from context, as MAE's decoder reads only the encoder's deepest tokens.
+
 A view maker may pass the mask itself as ``{"input": x, "mask": m}`` with ``m`` a
 boolean voxel mask ``[B, 1, D, H, W]`` (``True`` = hidden); otherwise the mask is
 drawn here.
@@ -15,10 +21,11 @@ drawn here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from selfsup.interfaces import BatchMeta, ObjectiveOutput
 from torch import Tensor, nn
 
@@ -28,7 +35,6 @@ from selfsup_medical.objectives.common import (
     MaskPatch,
     MaskRatio,
     cube_mask,
-    feature_maps_of,
     volumes_of,
 )
 
@@ -48,6 +54,8 @@ class MaskedVolume(DecodingObjective):
         loss: ``l1`` or ``l2`` on hidden voxels.
         norm_target: Normalise the target per volume (zero mean, unit variance).
         decoder_width: Width of the light decoder.
+        decoder_min_stride: The finest encoder feature map the decoder reads (1: all;
+            e.g. ``mask_patch`` to decode from maps no finer than the hidden cubes).
     """
 
     def __init__(
@@ -59,8 +67,9 @@ class MaskedVolume(DecodingObjective):
         loss: Literal["l1", "l2"] = "l1",
         norm_target: bool = True,
         decoder_width: DecoderWidth = 8,
+        decoder_min_stride: Annotated[int, Field(ge=1)] = 1,
     ) -> None:
-        super().__init__(_ID, decoder_width)
+        super().__init__(_ID, decoder_width, decoder_min_stride)
         self.mask_ratio, self.mask_patch, self.fill = mask_ratio, mask_patch, fill
         self.loss_kind, self.norm_target = loss, norm_target
         self.embed_dim = embed_dim
@@ -90,8 +99,7 @@ class MaskedVolume(DecodingObjective):
         filler = mean.expand_as(x) if self.fill == "mean" else torch.zeros_like(x)
         masked = torch.where(mask, filler, x)
         out = encoder(masked)
-        maps = feature_maps_of(_ID, out, len(decoder.proj))
-        pred = decoder(maps, masked).float()
+        pred = decoder(self.decoded_maps(out), masked).float()
         target = x.float()
         if self.norm_target:
             std = target.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
