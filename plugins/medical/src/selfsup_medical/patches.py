@@ -69,17 +69,20 @@ class RandomCrops(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor | int]:
+    def _draw(self, index: int, image_of: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+        """Crop ``index`` of ``image_of(volume image)`` (and the label) with its random state."""
         if not 0 <= index < self.length:
             raise IndexError(f"crop index {index} out of range [0, {self.length})")
         image, label = self.pairs[index % len(self.pairs)]
-        item: dict[str, Tensor] = {"image": image}
+        item: dict[str, Tensor] = {"image": image_of(image)}
         if isinstance(label, Tensor):
             item["label"] = label[None]
         self.crop.set_random_state(seed=(self.seed * 1_000_003 + index) % 2**32)  # type: ignore[attr-defined]
         out = self.crop(item)
-        if isinstance(out, list):
-            out = out[0]
+        return out[0] if isinstance(out, list) else out
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor | int]:
+        out = self._draw(index, lambda image: image)
         crop_image = torch.as_tensor(out["image"]).float().as_subclass(Tensor)
         if "label" not in out:
             return crop_image, -1
@@ -93,24 +96,19 @@ class RandomCrops(torch.utils.data.Dataset):
         that ``self[index]`` holds, whatever the crop transform. Used to keep a labelled
         crop's voxels out of a validation score over the same volume.
         """
-        if not 0 <= index < self.length:
-            raise IndexError(f"crop index {index} out of range [0, {self.length})")
-        volume = index % len(self.pairs)
-        image, label = self.pairs[volume]
-        shape = tuple(image.shape[1:])
-        grid = torch.meshgrid(*(torch.arange(1, s + 1) for s in shape), indexing="ij")
-        item: dict[str, Tensor] = {"image": torch.stack(grid).float()}
-        if isinstance(label, Tensor):
-            item["label"] = label[None]
-        self.crop.set_random_state(seed=(self.seed * 1_000_003 + index) % 2**32)  # type: ignore[attr-defined]
-        out = self.crop(item)
-        if isinstance(out, list):
-            out = out[0]
+        shape: list[tuple[int, ...]] = []
+
+        def coordinates(image: Tensor) -> Tensor:
+            shape.append(tuple(image.shape[1:]))
+            grid = torch.meshgrid(*(torch.arange(1, s + 1) for s in shape[0]), indexing="ij")
+            return torch.stack(grid).float()
+
+        out = self._draw(index, coordinates)
         coords = torch.as_tensor(out["image"]).as_subclass(Tensor).round().long().flatten(1)
         inside = (coords > 0).all(0)
-        mask = torch.zeros(shape, dtype=torch.bool)
+        mask = torch.zeros(shape[0], dtype=torch.bool)
         mask[tuple(coords[:, inside] - 1)] = True
-        return volume, mask
+        return index % len(self.pairs), mask
 
 
 def tile_starts(size: int, roi: int) -> list[int]:
