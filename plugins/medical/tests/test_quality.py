@@ -7,18 +7,19 @@
    encoder too at 0.2x the decoder's lr: linear probing then fine-tuning) finds real
    regions from one labelled crop, above the raw-intensity linear probe.
 3. Pretraining with an example config as it is (left-hemisphere crops, labels unused)
-   beats the same encoder from random init at one labelled crop (``WINS``), in the
-   protocol under which ``benchmarks/medical_quality.py`` measured it ahead on each of
-   3 seeds: VoCo and local-global contrast with the examples' protocol
-   (benchmarks/results/medical_quality.md), Models Genesis with the short one (200
-   steps, the encoder trained from the first: medical_quality_short.md), where
-   restoration pretraining gives fine-tuning a head start that the longer protocol
-   shows on 2 of 3 seeds only.
+   beats the same encoder from random init at seed 0 (``WINS``), at the label budget
+   and protocol chosen on validation: ``benchmarks/medical_quality.py`` scores every
+   arm on the left hemisphere without the labelled crops' voxels too, and each
+   objective is asserted where its mean validation gap over seeds 0-2 was largest:
+   VoCo at 1 crop, local-global contrast and the SwinUNETR pretext at 4 crops (the
+   examples' protocol, benchmarks/results/medical_quality.md), Models Genesis at 1
+   crop with the short protocol (200 steps, the encoder trained from the first:
+   medical_quality_short_val.md), whose validation gap (+2.8) beats the examples'
+   protocol's (+0.5).
 
 What is not asserted, measured by the benchmark and said in plugins/medical/README.md:
-the SwinUNETR pretext (its pretraining takes 200-330 s on one thread, beyond this
-suite's budget) and masked-volume modelling (behind random init at seed 0 in the
-examples' protocol, ahead on average; ahead by noise-sized gaps in the short one).
+masked-volume modelling, whose best validation gap (+2.7, examples' protocol, 1 crop)
+comes with a test gap of -1.7 at seed 0 (ahead on seeds 1 and 2).
 """
 
 from __future__ import annotations
@@ -95,17 +96,19 @@ def test_objective_learns_its_pretext_on_the_real_volume(oid: str, pretrained) -
 
 
 #: The short fine-tuning protocol (overrides of the examples' parameters): 200 steps,
-#: the encoder trained from the first one (``benchmarks/medical_quality.py --tag short``).
+#: the encoder trained from the first one (``benchmarks/medical_quality.py --tag
+#: short_val --finetune-steps 200 --encoder-frozen-fraction 0``).
 SHORT: dict = {"steps": 200, "encoder_frozen_fraction": 0.0}
-#: examples/medical/<name>.yaml whose pretrained encoder beat the same encoder from
-#: random init on every seed of benchmarks/medical_quality.py at 1 labelled crop and
-#: whose pretraining fits this suite's time (not swin_pretext_colin27: 200-330 s): the
-#: Dice margin asserted (below the smallest of the 3 per-seed gaps, ``MEASURED``) and
-#: the protocol's overrides of the example's parameters ({}: the example's own).
+#: examples/medical/<name>.yaml -> (the Dice margin asserted, the protocol's overrides
+#: of the example's parameters ({}: the example's own), labelled crops). Protocol and
+#: budget are those with the largest mean validation gap over seeds 0-2 in
+#: benchmarks/medical_quality.py; the margin is below the seed-0 test gap it measured
+#: there (``MEASURED``), which this test reproduces.
 WINS: dict[str, tuple[float, dict, int]] = {
     "voco_colin27": (0.02, {}, 1),
-    "local_global_colin27": (0.002, {}, 1),
-    "genesis_colin27": (0.002, SHORT, 1),
+    "local_global_colin27": (0.04, {}, 4),
+    "swin_pretext_colin27": (0.025, {}, 4),
+    "genesis_colin27": (0.02, SHORT, 1),
 }
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "medical"
 
@@ -198,14 +201,12 @@ def test_random_init_finds_regions_above_the_raw_intensity_probe(
 def test_pretraining_beats_random_init_with_few_labelled_crops(
     name: str, colin3mm, random_init_dice, tmp_path
 ) -> None:
-    """The example's objective vs the same encoder from random init, 1 labelled crop, seed 0.
+    """The example's objective vs the same encoder from random init, seed 0.
 
     Pretraining is ``examples/medical/<name>.yaml`` as it is (left-hemisphere crops,
-    labels unused, through ``selfsup``'s runner); both arms then get the same crop,
+    labels unused, through ``selfsup``'s runner); both arms then get the same crops,
     steps and learning rates (the example's protocol, or the short one for
-    ``genesis_colin27``). The margins in ``WINS`` are below the smallest per-seed gap
-    that ``benchmarks/medical_quality.py`` measured on this path (seeds 0 / 1 / 2; see
-    MEASURED).
+    ``genesis_colin27``) at the budget in ``WINS``, chosen on validation.
     """
     margin, overrides, budget = WINS[name]
     params = {**protocol(name), **overrides}
@@ -219,9 +220,15 @@ def test_pretraining_beats_random_init_with_few_labelled_crops(
     )
 
 
-#: Per-seed Dice x100 at 1 crop (pretrained vs random init), benchmarks/medical_quality.py.
+#: benchmarks/medical_quality.py at the budget of ``WINS``: test Dice x100 per seed
+#: (pretrained vs random init), and the validation gaps that chose the budget.
 MEASURED = {
-    "voco_colin27": "12.5 / 15.6 / 11.9 vs 9.2 / 11.3 / 3.2, gaps +3.3 / +4.4 / +8.6",
-    "local_global_colin27": "6.9 / 10.7 / 8.8 vs 6.5 / 9.3 / 7.3, gaps +0.3 / +1.4 / +1.6",
-    "genesis_colin27": "6.9 / 17.1 / 2.6 vs 3.1 / 13.4 / 2.3, gaps +3.8 / +3.7 / +0.3",
+    "voco_colin27": "1 crop: 12.5 / 15.6 / 11.9 vs 9.2 / 11.3 / 3.2; "
+    "validation gaps +0.7 / +2.7 / +3.0",
+    "local_global_colin27": "4 crops: 36.8 / 26.9 / 18.6 vs 28.4 / 19.3 / 18.8; "
+    "validation gaps +7.9 / +16.0 / -2.4",
+    "swin_pretext_colin27": "4 crops: 20.9 / 18.3 / 17.1 vs 15.5 / 16.2 / 15.3; "
+    "validation gaps +2.8 / -1.3 / +6.0",
+    "genesis_colin27": "1 crop, short protocol: 6.9 / 17.1 / 2.6 vs 3.1 / 13.4 / 2.3; "
+    "validation gaps +3.2 / +5.2 / +0.0",
 }
