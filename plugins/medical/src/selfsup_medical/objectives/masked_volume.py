@@ -9,10 +9,11 @@ loss is the L1 (or L2) error on the hidden voxels only, against the volume
 normalised per volume (``norm_target``, as MAE's normalised-pixel target).
 
 ``decoder_min_stride`` keeps the decoder off the encoder's finest maps: a CNN's
-full-resolution features see a few voxels around each one, enough to interpolate a
-small hidden cube from its visible border without learning anything about the
-volume; reading only maps at the cube's scale or coarser makes the reconstruction
-come from context, as MAE's decoder reads only the encoder's deepest tokens.
+full-resolution features see a few voxels around each one, which may be enough to
+interpolate a small hidden cube from its visible border; reading only maps at the
+cube's scale or coarser makes the reconstruction come from context, as MAE's decoder
+reads only the encoder's deepest tokens. (On Colin27 it did not raise segmentation
+Dice: ``benchmarks/results/medical_quality_mv_min_stride4.md``.)
 
 A view maker may pass the mask itself as ``{"input": x, "mask": m}`` with ``m`` a
 boolean voxel mask ``[B, 1, D, H, W]`` (``True`` = hidden); otherwise the mask is
