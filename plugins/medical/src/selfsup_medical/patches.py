@@ -69,8 +69,13 @@ class RandomCrops(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _draw(self, index: int, image_of: Callable[[Tensor], Tensor]) -> dict[str, Any]:
-        """Crop ``index`` of ``image_of(volume image)`` (and the label) with its random state."""
+    def _draw(
+        self, index: int, image_of: Callable[[Tensor], Tensor]
+    ) -> tuple[dict[str, Any], tuple[int, ...]]:
+        """Crop ``index`` of ``image_of(volume image)`` (and the label) with its random state.
+
+        Returns the cropped item and the volume's spatial shape.
+        """
         if not 0 <= index < self.length:
             raise IndexError(f"crop index {index} out of range [0, {self.length})")
         image, label = self.pairs[index % len(self.pairs)]
@@ -79,10 +84,10 @@ class RandomCrops(torch.utils.data.Dataset):
             item["label"] = label[None]
         self.crop.set_random_state(seed=(self.seed * 1_000_003 + index) % 2**32)  # type: ignore[attr-defined]
         out = self.crop(item)
-        return out[0] if isinstance(out, list) else out
+        return (out[0] if isinstance(out, list) else out), tuple(image.shape[1:])
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor | int]:
-        out = self._draw(index, lambda image: image)
+        out, _ = self._draw(index, lambda image: image)
         crop_image = torch.as_tensor(out["image"]).float().as_subclass(Tensor)
         if "label" not in out:
             return crop_image, -1
@@ -96,17 +101,15 @@ class RandomCrops(torch.utils.data.Dataset):
         that ``self[index]`` holds, whatever the crop transform. Used to keep a labelled
         crop's voxels out of a validation score over the same volume.
         """
-        shape: list[tuple[int, ...]] = []
 
         def coordinates(image: Tensor) -> Tensor:
-            shape.append(tuple(image.shape[1:]))
-            grid = torch.meshgrid(*(torch.arange(1, s + 1) for s in shape[0]), indexing="ij")
-            return torch.stack(grid).float()
+            sides = (torch.arange(1, s + 1) for s in image.shape[1:])
+            return torch.stack(torch.meshgrid(*sides, indexing="ij")).float()
 
-        out = self._draw(index, coordinates)
+        out, shape = self._draw(index, coordinates)
         coords = torch.as_tensor(out["image"]).as_subclass(Tensor).round().long().flatten(1)
         inside = (coords > 0).all(0)
-        mask = torch.zeros(shape[0], dtype=torch.bool)
+        mask = torch.zeros(shape, dtype=torch.bool)
         mask[tuple(coords[:, inside] - 1)] = True
         return index % len(self.pairs), mask
 
