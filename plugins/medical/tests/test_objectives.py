@@ -157,3 +157,60 @@ def test_masked_volume_decodes_only_the_coarse_maps_when_asked(
     )
     with pytest.raises(ValueError, match=r"decoder_min_stride=16 .*use at most 8"):
         coarse.attach(enc)
+
+
+def test_sparse_masking_keeps_hidden_voxels_out_of_every_layer(
+    make_tiny_encoder: Callable[[str], Encoder],
+) -> None:
+    """SparK emulation: hidden voxels are zero in every map, norms normalise over the
+    visible voxels, and with nothing hidden the encoder is unchanged."""
+    from selfsup_medical.objectives.common import cube_mask
+    from selfsup_medical.objectives.sparse import sparse_masking
+
+    enc = make_tiny_encoder("medical:unet-encoder")  # maps at strides 1, 2, 4, 8
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        dense = enc(x).feature_maps
+        with sparse_masking(enc, torch.ones(2, 1, 32, 32, 32)):
+            same = enc(x).feature_maps
+        assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(dense, same, strict=True))
+        hidden = cube_mask(x.shape, 8, 0.6, torch.device("cpu"))
+        visible = (~hidden).float()
+        with sparse_masking(enc, visible):
+            maps = enc(x * visible).feature_maps
+        for fmap in maps:
+            keep = torch.nn.functional.interpolate(visible, size=fmap.shape[2:], mode="nearest")
+            assert float((fmap * (1 - keep)).abs().max()) == 0.0
+            assert float((fmap * keep).abs().mean()) > 0.01
+        # The hooks are gone afterwards: the dense encoder mixes hidden voxels in again.
+        assert not torch.allclose(enc(x * visible).feature_maps[-1], maps[-1])
+        # An instance norm's statistics come from the visible voxels only.
+        net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.InstanceNorm3d(4))
+        with sparse_masking(net, visible):
+            y = net(5 + x * visible)
+        seen = y.permute(1, 0, 2, 3, 4)[:, ~hidden[:, 0]]
+        assert torch.allclose(seen.mean(1), torch.zeros(4), atol=1e-4)
+        assert torch.allclose(seen.std(1, unbiased=False), torch.ones(4), atol=1e-3)
+
+
+def test_sparse_masked_volume_trains_its_mask_tokens_and_refuses_what_it_cannot_emulate(
+    make_tiny_encoder: Callable[[str], Encoder],
+) -> None:
+    enc = make_tiny_encoder("medical:unet-encoder")
+    spec = get_component("objective", "medical:masked-volume")
+    masked = spec.create(embed_dim=enc.embed_dim, mask_patch=8, sparse=True)
+    masked.attach(enc)
+    tokens = list(masked.mask_tokens)
+    assert [t.shape[1] for t in tokens] == list(enc.feature_channels)
+    trained = {id(p) for p in masked.student_parameters()}
+    assert all(id(t) in trained for t in tokens)
+    out = masked(enc, [torch.rand(2, 1, 32, 32, 32)])
+    out.loss.backward()
+    assert out.loss.isfinite()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tokens)
+    with pytest.raises(ValueError, match=r"mask_patch=4: use 8 or a multiple"):
+        spec.create(embed_dim=enc.embed_dim, mask_patch=4, sparse=True).attach(enc)
+    swin = make_tiny_encoder("medical:swin")
+    with pytest.raises(TypeError, match=r"convolutional encoders.*LayerNorm.*sparse: false"):
+        spec.create(embed_dim=swin.embed_dim, mask_patch=32, sparse=True).attach(swin)

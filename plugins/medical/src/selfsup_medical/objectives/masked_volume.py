@@ -15,6 +15,14 @@ cube's scale or coarser makes the reconstruction come from context, as MAE's dec
 reads only the encoder's deepest tokens. (On Colin27 it did not raise segmentation
 Dice: ``benchmarks/results/medical_quality_mv_min_stride4.md``.)
 
+``sparse`` runs a convolutional encoder as SparK does (Tian et al., ICLR 2023; the
+3-D MAE of Wald et al., CVPR 2025): hidden voxels are zero and stay zero through every
+layer, norms take statistics over visible voxels (:mod:`.sparse`), and before the
+decoder each hidden position of each feature map gets a learned mask token of that
+map (SparK's densifying). The cubes must then align with the coarsest feature map
+(``mask_patch`` a multiple of its stride, e.g. 8 for ``medical:unet-encoder`` with 4
+levels); ``fill`` is unused.
+
 A view maker may pass the mask itself as ``{"input": x, "mask": m}`` with ``m`` a
 boolean voxel mask ``[B, 1, D, H, W]`` (``True`` = hidden); otherwise the mask is
 drawn here.
@@ -38,6 +46,7 @@ from selfsup_medical.objectives.common import (
     cube_mask,
     volumes_of,
 )
+from selfsup_medical.objectives.sparse import check_sparse_encoder, sparse_masking, visible_at
 
 __all__ = ["MaskedVolume"]
 
@@ -57,6 +66,8 @@ class MaskedVolume(DecodingObjective):
         decoder_width: Width of the light decoder.
         decoder_min_stride: The finest encoder feature map the decoder reads (1: all;
             e.g. ``mask_patch`` to decode from maps no finer than the hidden cubes).
+        sparse: Emulate sparse convolution (SparK) in a convolutional encoder, with
+            learned mask tokens before the decoder.
     """
 
     def __init__(
@@ -69,11 +80,36 @@ class MaskedVolume(DecodingObjective):
         norm_target: bool = True,
         decoder_width: DecoderWidth = 8,
         decoder_min_stride: Annotated[int, Field(ge=1)] = 1,
+        sparse: bool = False,
     ) -> None:
         super().__init__(_ID, decoder_width, decoder_min_stride)
         self.mask_ratio, self.mask_patch, self.fill = mask_ratio, mask_patch, fill
         self.loss_kind, self.norm_target = loss, norm_target
-        self.embed_dim = embed_dim
+        self.embed_dim, self.sparse = embed_dim, sparse
+        self.mask_tokens = nn.ParameterList()
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Build the decoder (and, with ``sparse``, check the encoder and make mask tokens)."""
+        super().attach(encoder)
+        if not self.sparse:
+            return
+        check_sparse_encoder(_ID, encoder, self.mask_patch)
+        module = getattr(encoder, "module", encoder)
+        device = self.decoder_device(encoder)
+        self.mask_tokens = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, int(module.feature_channels[i]), 1, 1, 1, device=device))
+            for i in self.levels
+        )
+        for token in self.mask_tokens:
+            nn.init.trunc_normal_(token, std=0.02)
+
+    def _densify(self, maps: tuple[Tensor, ...], visible: Tensor) -> tuple[Tensor, ...]:
+        """Each map with its hidden voxels replaced by the map's mask token."""
+        out = []
+        for fmap, token in zip(maps, self.mask_tokens, strict=True):
+            keep = visible_at(visible, tuple(fmap.shape[2:])).to(fmap.dtype)
+            out.append(fmap * keep + token.to(fmap.dtype) * (1 - keep))
+        return tuple(out)
 
     def _mask(self, views: Any, x: Tensor) -> Tensor:
         given = views.get("mask") if isinstance(views, dict) else None
@@ -97,10 +133,17 @@ class MaskedVolume(DecodingObjective):
         x = volumes_of(_ID, views)[0]
         mask = self._mask(views, x)
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
-        filler = mean.expand_as(x) if self.fill == "mean" else torch.zeros_like(x)
-        masked = torch.where(mask, filler, x)
-        out = encoder(masked)
-        pred = decoder(self.decoded_maps(out), masked).float()
+        if self.sparse:
+            visible = (~mask).to(x.dtype)
+            masked = x * visible
+            with sparse_masking(encoder, visible):
+                out = encoder(masked)
+            maps = self._densify(self.decoded_maps(out), visible)
+        else:
+            filler = mean.expand_as(x) if self.fill == "mean" else torch.zeros_like(x)
+            masked = torch.where(mask, filler, x)
+            maps = self.decoded_maps(encoder(masked))
+        pred = decoder(maps, masked).float()
         target = x.float()
         if self.norm_target:
             std = target.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
