@@ -160,6 +160,13 @@ def main() -> None:
         help="override the protocol's encoder_frozen_fraction (LP-FT: decoder first)",
     )
     parser.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="override the protocol's draws: fine-tune on this many independent draws of "
+        "labelled crops per seed and budget, and average their Dice",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=None,
@@ -186,6 +193,7 @@ def main() -> None:
             "steps": args.finetune_steps,
             "encoder_lr_scale": args.encoder_lr_scale,
             "encoder_frozen_fraction": args.encoder_frozen_fraction,
+            "draws": args.draws,
         },
     )
     rows, randoms, raw = _previous(args, overrides, protocol)

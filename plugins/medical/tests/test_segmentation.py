@@ -222,3 +222,27 @@ evaluators: [{id: medical:segmentation, params: {validate: sometimes}}]
 """
     with pytest.raises(ConfigError, match=r"validate.*sometimes"):
         resolve_experiment(load_config_text(text))
+
+
+def test_draws_average_independent_draws_of_labelled_crops(colin) -> None:
+    """draws=2 is the mean of draw 0 (the single draw) and of a draw seeded apart."""
+    from selfsup_medical.evaluators.segmentation import DRAW_SEED_STEP, SegmentationFinetune
+
+    enc = get_component("encoder", "medical:resnet3d").create(depth=10, width=8)
+    params = {"budget": 1, "steps": 3, "lr": 0.01, "decoder_width": 4, "save_masks": False}
+
+    def run(seed: int, draws: int) -> tuple[dict[str, float], dict]:
+        ctx = EvalContext(runtime=Runtime(torch.device("cpu")), seed=seed)
+        metrics = SegmentationFinetune(draws=draws, **params).evaluate(enc, colin, ctx)
+        return metrics, ctx.facts["protocol"]
+
+    first, one = run(0, 1)
+    second, other = run(DRAW_SEED_STEP, 1)
+    both, protocol = run(0, 2)
+    assert protocol["crop_indices"] == [one["crop_indices"], other["crop_indices"]]
+    assert protocol["draw_seeds"] == [0, DRAW_SEED_STEP]
+    for key in ("dice_mean", "val_dice_mean"):
+        assert both[key] == pytest.approx((first[key] + second[key]) / 2, abs=1e-6)
+        spread = abs(first[key] - second[key]) / 2**0.5  # the std of two values
+        assert both[f"{key}_std"] == pytest.approx(spread, abs=1e-6)
+    assert "dice_mean_std" not in first
