@@ -209,6 +209,12 @@ def test_sparse_masked_volume_trains_its_mask_tokens_and_refuses_what_it_cannot_
     out.loss.backward()
     assert out.loss.isfinite()
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tokens)
+    split = torch.zeros(2, 1, 32, 32, 32, dtype=torch.bool)
+    split[:, :, :4] = True  # half of each 8^3 cell in the first slab
+    with pytest.raises(ValueError, match=r"whole 8\^3 cells"):
+        masked(enc, {"input": torch.rand(2, 1, 32, 32, 32), "mask": split})
+    split[:, :, 4:8] = True  # now whole cells
+    assert masked(enc, {"input": torch.rand(2, 1, 32, 32, 32), "mask": split}).loss.isfinite()
     with pytest.raises(ValueError, match=r"mask_patch=4: use 8 or a multiple"):
         spec.create(embed_dim=enc.embed_dim, mask_patch=4, sparse=True).attach(enc)
     swin = make_tiny_encoder("medical:swin")

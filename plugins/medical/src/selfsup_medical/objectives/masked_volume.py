@@ -46,7 +46,12 @@ from selfsup_medical.objectives.common import (
     cube_mask,
     volumes_of,
 )
-from selfsup_medical.objectives.sparse import check_sparse_encoder, sparse_masking, visible_at
+from selfsup_medical.objectives.sparse import (
+    check_sparse_encoder,
+    check_sparse_mask,
+    sparse_masking,
+    visible_at,
+)
 
 __all__ = ["MaskedVolume"]
 
@@ -134,6 +139,8 @@ class MaskedVolume(DecodingObjective):
         mask = self._mask(views, x)
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
         if self.sparse:
+            if isinstance(views, dict) and views.get("mask") is not None:
+                check_sparse_mask(_ID, encoder, mask)
             visible = (~mask).to(x.dtype)
             masked = x * visible
             with sparse_masking(encoder, visible):

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-__all__ = ["check_sparse_encoder", "sparse_masking", "visible_at"]
+__all__ = ["check_sparse_encoder", "check_sparse_mask", "sparse_masking", "visible_at"]
 
 #: Leaf layers whose output is re-masked (zero in, zero out, or a window over voxels).
 _MASKED = (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)
@@ -74,6 +74,28 @@ def check_sparse_encoder(owner: str, encoder: nn.Module, mask_patch: int) -> Non
         )
 
 
+def check_sparse_mask(owner: str, encoder: nn.Module, mask: Tensor) -> None:
+    """Refuse a voxel mask that splits cells of the encoder's coarsest feature map.
+
+    ``mask`` is ``[B, 1, D, H, W]`` (``True`` = hidden), e.g. from a view maker.
+
+    Raises:
+        ValueError: Some cell of ``stride^3`` voxels is partly hidden.
+    """
+    module = getattr(encoder, "module", encoder)
+    stride = max(int(s) for s in getattr(module, "feature_strides", [1]))
+    cells = mask.float()
+    if any(side % stride for side in cells.shape[2:]) or not torch.equal(
+        F.max_pool3d(cells, stride), -F.max_pool3d(-cells, stride)
+    ):
+        raise ValueError(
+            f"{owner}: with sparse: true, views['mask'] must hide whole {stride}^3 cells "
+            f"aligned with the encoder's coarsest feature map (stride {stride}); got a mask "
+            f"of shape {tuple(mask.shape)} that splits some; make the view maker's cubes "
+            "a multiple of that stride"
+        )
+
+
 def visible_at(visible: Tensor, size: tuple[int, ...]) -> Tensor:
     """The visible-voxel mask ``[B, 1, D, H, W]`` (float) at another grid ``size``."""
     if tuple(visible.shape[2:]) == tuple(size):
@@ -83,7 +105,9 @@ def visible_at(visible: Tensor, size: tuple[int, ...]) -> Tensor:
 
 def _masked_norm(layer: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
     """Instance/batch norm of ``x`` with statistics over the voxels where ``keep`` is 1."""
+    dtype, x = x.dtype, x.float()
     dims = (2, 3, 4) if isinstance(layer, _InstanceNorm) else (0, 2, 3, 4)
+    keep = keep.float()
     count = keep.expand_as(x).sum(dim=dims, keepdim=True).clamp_min(1.0)
     mean = (x * keep).sum(dim=dims, keepdim=True) / count
     var = ((x - mean) ** 2 * keep).sum(dim=dims, keepdim=True) / count
@@ -91,7 +115,7 @@ def _masked_norm(layer: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
     if getattr(layer, "affine", False) and layer.weight is not None:
         shape = (1, -1, 1, 1, 1)
         y = y * layer.weight.view(shape) + layer.bias.view(shape)
-    return y * keep
+    return (y * keep).to(dtype)
 
 
 @contextmanager
