@@ -12,11 +12,18 @@ and sliding-window inference through ``medical:segmentation`` vs calling MONAI d
    plugin's UNETR-style decoder) on the right-hemisphere test volume: the evaluator's
    ``predict`` (``monai.inferers.sliding_window_inference``, overlap 0.5, Gaussian)
    vs the same MONAI call written by hand. Ratio = selfsup / MONAI (1 = no overhead).
+3. **Sparse masking.** The cost of ``medical:masked-volume``'s ``sparse: true`` (SparK
+   emulation: every layer re-masked, norms over visible voxels): seconds per training
+   step with and without it, same encoder, batches and 8^3 cubes. Ratio = sparse /
+   dense.
 
 Repeats are interleaved (the order alternating) and the median is reported: a run is
 ~30 s, and another process on a shared CPU moves single runs by several percent.
 
-    OMP_NUM_THREADS=1 python benchmarks/medical_speed.py [--repeats 3] [--epochs 2]
+    OMP_NUM_THREADS=1 python benchmarks/medical_speed.py [--repeats 3] [--epochs 2] \
+        [--parts pretraining sliding_window sparse]
+
+``--parts`` re-measures only those parts and keeps the others' last figures.
 
 Writes ``benchmarks/results/medical_speed.{json,md}``.
 """
@@ -35,6 +42,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ["pretraining", "sliding_window", "sparse"]
 CROPS, BATCH, LR = 128, 4, 1e-3  # 32 steps an epoch: per-epoch costs weigh as in a run
 CONFIG = """
 name: medical-speed
@@ -95,6 +103,26 @@ def hand_loop(data, epochs: int) -> float:  # type: ignore[no-untyped-def]
     return seen / (time.perf_counter() - start)
 
 
+def pretraining(data, repeats: int, epochs: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median crops/s of ``selfsup run`` vs the hand loop, interleaved."""
+    ours, hand = [], []
+    for i in range(repeats):  # interleaved, order alternating: both see the same load
+        if i % 2:
+            hand.append(hand_loop(data, epochs))
+            ours.append(selfsup_run(epochs))
+        else:
+            ours.append(selfsup_run(epochs))
+            hand.append(hand_loop(data, epochs))
+    train = {
+        "selfsup_crops_per_s": statistics.median(ours),
+        "hand_crops_per_s": statistics.median(hand),
+        "all_selfsup": ours,
+        "all_hand": hand,
+    }
+    train["overhead"] = 1 - train["selfsup_crops_per_s"] / train["hand_crops_per_s"]
+    return train
+
+
 def sliding_window(data, repeats: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Median seconds of the evaluator's sliding window vs MONAI called directly."""
     from monai.inferers import sliding_window_inference
@@ -130,47 +158,79 @@ def sliding_window(data, repeats: int) -> dict[str, float]:  # type: ignore[no-u
     }
 
 
+def sparse_cost(data, repeats: int, steps: int = 16) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median seconds per masked-volume step with ``sparse`` on vs off (same batches)."""
+    from selfsup_medical.encoders.unet import UNetEncoder
+    from selfsup_medical.objectives.masked_volume import MaskedVolume
+
+    def step_time(sparse: bool, batches: list) -> float:  # type: ignore[type-arg]
+        torch.manual_seed(0)
+        encoder = UNetEncoder(channels=(16, 32, 64, 128))
+        objective = MaskedVolume(encoder.embed_dim, mask_patch=8, sparse=sparse)
+        objective.attach(encoder)
+        opt = torch.optim.AdamW([*encoder.parameters(), *objective.parameters()], lr=LR)
+        start = time.perf_counter()
+        for x in batches:
+            loss = objective(encoder, [x]).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return (time.perf_counter() - start) / len(batches)
+
+    crops = torch.stack([data.train[i][0] for i in range(BATCH * steps)])
+    batches = list(crops.split(BATCH))
+    dense, sparse = [], []
+    for i in range(repeats):  # interleaved, order alternating
+        pair = (False, True) if i % 2 == 0 else (True, False)
+        for flag in pair:
+            (sparse if flag else dense).append(step_time(flag, batches))
+    return {
+        "dense_s_per_step": statistics.median(dense),
+        "sparse_s_per_step": statistics.median(sparse),
+        "ratio": statistics.median(sparse) / statistics.median(dense),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=PARTS,
+        choices=PARTS,
+        help="what to measure; the other parts keep their figures from the last results file",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     from selfsup_medical.datasets import colin27_aal
 
     data = colin27_aal(spacing=2.0, crop_size=32, train_crops=CROPS)
-    ours, hand = [], []
-    for i in range(args.repeats):  # interleaved, order alternating: both see the same load
-        if i % 2:
-            hand.append(hand_loop(data, args.epochs))
-            ours.append(selfsup_run(args.epochs))
-        else:
-            ours.append(selfsup_run(args.epochs))
-            hand.append(hand_loop(data, args.epochs))
-    train = {
-        "selfsup_crops_per_s": statistics.median(ours),
-        "hand_crops_per_s": statistics.median(hand),
-        "all_selfsup": ours,
-        "all_hand": hand,
-    }
-    train["overhead"] = 1 - train["selfsup_crops_per_s"] / train["hand_crops_per_s"]
-    sw = sliding_window(data, args.repeats)
-    record = {
-        "setup": {
-            "model": "UNet encoder (16-32-64-128) + masked-volume light decoder, batch 4, 32^3",
-            "epochs": args.epochs,
-            "crops_per_epoch": CROPS,
-            "repeats": args.repeats,
-            "threads": torch.get_num_threads(),
-            "machine": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
-        "pretraining": train,
-        "sliding_window": sw,
-    }
-    RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "medical_speed.json"
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    if "pretraining" in args.parts:
+        record["pretraining"] = pretraining(data, args.repeats, args.epochs)
+    if "sliding_window" in args.parts:
+        record["sliding_window"] = sliding_window(data, args.repeats)
+    if "sparse" in args.parts:
+        record["sparse"] = sparse_cost(data, args.repeats)
+    missing = [p for p in PARTS if p not in record]
+    if missing:
+        raise SystemExit(f"no figures yet for {missing}: run with --parts {' '.join(missing)}")
+    record["setup"] = {
+        "model": "UNet encoder (16-32-64-128) + masked-volume light decoder, batch 4, 32^3",
+        "epochs": args.epochs,
+        "crops_per_epoch": CROPS,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "measured_now": args.parts,
+    }
+    train, sw, sp = record["pretraining"], record["sliding_window"], record["sparse"]
+    RESULTS.mkdir(exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, out)
@@ -185,6 +245,9 @@ def main() -> None:
         f"(overhead {100 * train['overhead']:.1f}%) |",
         f"| sliding window s ({'x'.join(map(str, sw['volume_shape']))}, roi 32, overlap 0.5) | "
         f"{sw['selfsup_s']:.2f} | {sw['monai_s']:.2f} (MONAI direct) | {sw['ratio']:.3f} |",
+        f"| masked-volume s/step, sparse: true (SparK emulation, 8^3 cubes, batch 4) | "
+        f"{sp['sparse_s_per_step']:.3f} | {sp['dense_s_per_step']:.3f} (sparse: false) | "
+        f"{sp['ratio']:.3f} |",
         "",
         "The machine is shared: absolute figures vary with its load; ratios are what matter.",
     ]
