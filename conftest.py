@@ -1,10 +1,11 @@
 """Suite-wide pytest hooks: the order in which test files run.
 
-``scripts/test.sh`` runs files in parallel (pytest-xdist, ``--dist loadfile``) in the
-order collected (``--no-loadscope-reorder``). The files with the most ``heavy`` tests
-(training on real data, minutes each) go first, so the longest file starts at once
-instead of being handed out last and leaving the other workers idle while it runs.
-Tests inside a file keep their order, so module fixtures are built once.
+``scripts/test.sh`` runs files in parallel (pytest-xdist, ``--dist loadscope``: a file,
+or a test class, per worker at a time) in the order collected
+(``--no-loadscope-reorder``). The files with the most ``heavy`` tests (training on real
+data, minutes each) go first, so the longest file starts at once instead of being
+handed out last and leaving the other workers idle while it runs. Tests inside a file
+keep their order, so module fixtures are built once per worker.
 """
 
 from __future__ import annotations

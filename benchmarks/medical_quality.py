@@ -318,8 +318,15 @@ def _write(
     rows = {**old_rows, **rows}
     randoms = {**old_randoms, **randoms}
     raw = raw or old_raw
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python", *sys.argv])
+    commands = []
+    if old_rows or old_randoms:  # the same table: keep the commands that filled it
+        old = json.loads(_target(args.tag, "json").read_text())
+        commands = old.get("commands") or [old["command"]]
     record = {
-        "command": " ".join([sys.executable, *sys.argv]),
+        "command": command,
+        "commands": [*[c for c in commands if c != command], command],
         "seeds": args.seeds,
         "budgets": args.budgets,
         "overrides": overrides,
@@ -355,8 +362,13 @@ def _markdown(record: dict[str, Any]) -> str:
         "",
         f"Colin27 + AAL (7 regions), seeds {record['seeds']}, mean ± std. Pretraining "
         f"overrides: {record['overrides'] or 'none (configs as they are)'}; fine-tuning "
-        f"steps override: {record['finetune_steps_override']}. Command: "
-        f"`{record['command']}`.",
+        f"steps override: {record['finetune_steps_override']}. "
+        + (
+            "Commands (each filled its rows): " + "; ".join(f"`{c}`" for c in record["commands"])
+            if len(record.get("commands") or []) > 1
+            else f"Command: `{record['command']}`"
+        )
+        + ".",
         *(["", record["note"]] if record.get("note") else []),
         "",
         "Fine-tuning: one `medical:segmentation` protocol for every row (the configs', "

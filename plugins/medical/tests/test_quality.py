@@ -16,10 +16,13 @@
    crop with the short protocol (200 steps, the encoder trained from the first:
    medical_quality_short_val.md), whose validation gap (+2.8) beats the examples'
    protocol's (+0.5).
-
-What is not asserted, measured by the benchmark and said in plugins/medical/README.md:
-masked-volume modelling, whose best validation gap (+2.7, examples' protocol, 1 crop)
-comes with a test gap of -1.7 at seed 0 (ahead on seeds 1 and 2).
+4. Masked-volume modelling is asserted the same way with Dice averaged over 3 draws of
+   labelled crops (``medical:segmentation`` ``draws: 3``, ``WINS_OVER_DRAWS``): with
+   a single draw, which one crop a seed labels decided its seed-0 comparison (behind
+   at seed 0, ahead at seeds 1 and 2, on validation and test alike); averaged over 3
+   draws it is ahead at every seed on both (benchmarks/results/
+   medical_quality_draws3.md). It runs as a class of its own so that pytest-xdist
+   (``--dist loadscope``) runs it beside the rest of this file.
 """
 
 from __future__ import annotations
@@ -208,16 +211,41 @@ def test_pretraining_beats_random_init_with_few_labelled_crops(
     steps and learning rates (the example's protocol, or the short one for
     ``genesis_colin27``) at the budget in ``WINS``, chosen on validation.
     """
-    margin, overrides, budget = WINS[name]
+    _assert_beats_random_init(name, WINS[name], colin3mm, random_init_dice, tmp_path)
+
+
+def _assert_beats_random_init(name: str, win: tuple, colin3mm, random_init_dice, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    margin, overrides, budget = win
     params = {**protocol(name), **overrides}
     encoder = pretrain_from_example(name, 0, tmp_path)
     pretrained = seg_dice(encoder, colin3mm, budget, 0, params)
     random_init = random_init_dice(name, overrides, budget)
     assert pretrained > random_init + margin, (
         f"{name}: pretrained Dice {pretrained:.3f} vs random init {random_init:.3f} at "
-        f"{budget} labelled crop(s); "
+        f"{budget} labelled crop(s) ({overrides or 'the example protocol'}); "
         f"expected a margin of at least {margin} (measured: {MEASURED[name]})"
     )
+
+
+#: Like ``WINS``, with Dice averaged over independent draws of labelled crops.
+WINS_OVER_DRAWS: dict[str, tuple[float, dict, int]] = {
+    "masked_volume_colin27": (0.01, {"draws": 3}, 1),
+}
+
+
+class TestOverDraws:
+    """Objectives asserted on Dice averaged over draws of labelled crops (3 fine-tunes per arm).
+
+    A class so that it is a scheduling scope of its own under ``--dist loadscope``.
+    """
+
+    @pytest.mark.heavy
+    @pytest.mark.parametrize("name", sorted(WINS_OVER_DRAWS))
+    def test_pretraining_beats_random_init_over_draws(
+        self, name: str, colin3mm, random_init_dice, tmp_path
+    ) -> None:
+        """The example's objective vs random init, seed 0, mean Dice over 3 crop draws."""
+        _assert_beats_random_init(name, WINS_OVER_DRAWS[name], colin3mm, random_init_dice, tmp_path)
 
 
 #: benchmarks/medical_quality.py at the budget of ``WINS``: test Dice x100 per seed
@@ -231,4 +259,6 @@ MEASURED = {
     "validation gaps +2.8 / -1.3 / +6.0",
     "genesis_colin27": "1 crop, short protocol: 6.9 / 17.1 / 2.6 vs 3.1 / 13.4 / 2.3; "
     "validation gaps +3.2 / +5.2 / +0.0",
+    "masked_volume_colin27": "1 crop, mean of 3 draws: 11.4 / 14.6 / 13.8 vs 9.9 / 11.1 / "
+    "7.6; validation gaps +0.7 / +2.8 / +1.7",
 }
