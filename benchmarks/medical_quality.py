@@ -320,10 +320,11 @@ def _write(
     raw = raw or old_raw
     threads = os.environ.get("OMP_NUM_THREADS")
     command = " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python", *sys.argv])
-    commands = []
+    commands, note = [], None
     if old_rows or old_randoms:  # the same table: keep the commands that filled it
         old = json.loads(_target(args.tag, "json").read_text())
         commands = old.get("commands") or [old["command"]]
+        note = old.get("note")  # written by hand beside the figures: kept
     record = {
         "command": command,
         "commands": [*[c for c in commands if c != command], command],
@@ -338,6 +339,7 @@ def _write(
         "format": FORMAT,
         "published": PUBLISHED,
         "wall_s": time.time() - start,
+        **({"note": note} if note else {}),
     }
     RESULTS.mkdir(exist_ok=True)
     target = _target(args.tag, "json")
