@@ -44,6 +44,7 @@ from selfsup_medical.objectives.common import (
     MaskPatch,
     MaskRatio,
     cube_mask,
+    require_feature_maps,
     volumes_of,
 )
 from selfsup_medical.objectives.sparse import (
@@ -99,11 +100,10 @@ class MaskedVolume(DecodingObjective):
         if not self.sparse:
             return
         check_sparse_encoder(_ID, encoder, self.mask_patch)
-        module = getattr(encoder, "module", encoder)
+        channels, _ = require_feature_maps(_ID, encoder)
         device = self.decoder_device(encoder)
         self.mask_tokens = nn.ParameterList(
-            nn.Parameter(torch.zeros(1, int(module.feature_channels[i]), 1, 1, 1, device=device))
-            for i in self.levels
+            nn.Parameter(torch.zeros(1, channels[i], 1, 1, 1, device=device)) for i in self.levels
         )
         for token in self.mask_tokens:
             nn.init.trunc_normal_(token, std=0.02)

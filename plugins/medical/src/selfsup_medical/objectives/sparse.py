@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from selfsup_medical.objectives.common import require_feature_maps
+
 __all__ = ["check_sparse_encoder", "check_sparse_mask", "sparse_masking", "visible_at"]
 
 #: Leaf layers whose output is re-masked (zero in, zero out, or a window over voxels).
@@ -65,7 +67,7 @@ def check_sparse_encoder(owner: str, encoder: nn.Module, mask_patch: int) -> Non
                 f"{type(layer).__name__}; use medical:unet-encoder or medical:resnet3d, "
                 "or set sparse: false"
             )
-    coarsest = max(int(s) for s in getattr(module, "feature_strides", [1]))
+    coarsest = max(require_feature_maps(owner, encoder)[1])
     if mask_patch % coarsest:
         raise ValueError(
             f"{owner}: sparse: true needs mask_patch to be a multiple of the encoder's "
@@ -82,8 +84,7 @@ def check_sparse_mask(owner: str, encoder: nn.Module, mask: Tensor) -> None:
     Raises:
         ValueError: Some cell of ``stride^3`` voxels is partly hidden.
     """
-    module = getattr(encoder, "module", encoder)
-    stride = max(int(s) for s in getattr(module, "feature_strides", [1]))
+    stride = max(require_feature_maps(owner, encoder)[1])
     cells = mask.float()
     if any(side % stride for side in cells.shape[2:]) or not torch.equal(
         F.max_pool3d(cells, stride), -F.max_pool3d(-cells, stride)
