@@ -196,7 +196,10 @@ def main() -> None:
             "draws": args.draws,
         },
     )
-    rows, randoms, raw = _previous(args, overrides, protocol)
+    previous = _previous(args, overrides, protocol)
+    rows = previous.get("objectives", {})
+    randoms = previous.get("random_init", {})
+    raw = previous.get("raw_linear_probe", {})
     data_cache: dict[str, Any] = {}
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="medical-quality-") as out:
@@ -275,13 +278,14 @@ def _protocol(overrides: list[str], extra: dict[str, Any] | None = None) -> dict
     return next(iter(seen.values()))
 
 
-def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """Rows of the results file measured under the same protocol (seeds, budgets,
-    overrides, fine-tuning parameters), so that ``--objectives`` adds to the table
-    instead of replacing it; rows of another protocol are dropped, never mixed."""
+def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> dict[str, Any]:
+    """The results file's record if it was measured under the same protocol (seeds,
+    budgets, overrides, fine-tuning parameters), else ``{}``: ``--objectives`` adds rows
+    to the table instead of replacing it, and rows of another protocol are dropped,
+    never mixed."""
     target = _target(args.tag, "json")
     if not target.is_file():
-        return {}, {}, {}
+        return {}
     old = json.loads(target.read_text())
     same = (
         old.get("seeds"),
@@ -291,9 +295,7 @@ def _previous(args: Any, overrides: list[str], protocol: dict[str, Any]) -> tupl
         old.get("protocol"),
         old.get("format"),
     ) == (args.seeds, args.budgets, overrides, args.finetune_steps, protocol, FORMAT)
-    if not same:
-        return {}, {}, {}
-    return old.get("objectives", {}), old.get("random_init", {}), old.get("raw_linear_probe", {})
+    return old if same else {}
 
 
 def _target(tag: str, suffix: str) -> Path:
@@ -314,17 +316,15 @@ def _write(
     Rows another process wrote meanwhile under the same protocol are kept (two
     processes, each with its own ``--objectives``, fill one table).
     """
-    old_rows, old_randoms, old_raw = _previous(args, overrides, protocol)
-    rows = {**old_rows, **rows}
-    randoms = {**old_randoms, **randoms}
-    raw = raw or old_raw
+    old = _previous(args, overrides, protocol)
+    rows = {**old.get("objectives", {}), **rows}
+    randoms = {**old.get("random_init", {}), **randoms}
+    raw = raw or old.get("raw_linear_probe", {})
     threads = os.environ.get("OMP_NUM_THREADS")
     command = " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python", *sys.argv])
-    commands, note = [], None
-    if old_rows or old_randoms:  # the same table: keep the commands that filled it
-        old = json.loads(_target(args.tag, "json").read_text())
-        commands = old.get("commands") or [old["command"]]
-        note = old.get("note")  # written by hand beside the figures: kept
+    # The same table: keep the commands that filled it and the note written beside it.
+    commands = old.get("commands") or ([old["command"]] if old else [])
+    note = old.get("note")
     record = {
         "command": command,
         "commands": [*[c for c in commands if c != command], command],
