@@ -37,6 +37,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -103,16 +104,25 @@ def hand_loop(data, epochs: int) -> float:  # type: ignore[no-untyped-def]
     return seen / (time.perf_counter() - start)
 
 
+def _interleaved(
+    first: Callable[[], float], second: Callable[[], float], repeats: int
+) -> tuple[list[float], list[float]]:
+    """``repeats`` figures of each, taken in pairs whose order alternates, so that both
+    see the same load of a shared machine."""
+    a, b = [], []
+    for i in range(repeats):
+        if i % 2:
+            b.append(second())
+            a.append(first())
+        else:
+            a.append(first())
+            b.append(second())
+    return a, b
+
+
 def pretraining(data, repeats: int, epochs: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Median crops/s of ``selfsup run`` vs the hand loop, interleaved."""
-    ours, hand = [], []
-    for i in range(repeats):  # interleaved, order alternating: both see the same load
-        if i % 2:
-            hand.append(hand_loop(data, epochs))
-            ours.append(selfsup_run(epochs))
-        else:
-            ours.append(selfsup_run(epochs))
-            hand.append(hand_loop(data, epochs))
+    ours, hand = _interleaved(lambda: selfsup_run(epochs), lambda: hand_loop(data, epochs), repeats)
     train = {
         "selfsup_crops_per_s": statistics.median(ours),
         "hand_crops_per_s": statistics.median(hand),
@@ -179,11 +189,9 @@ def sparse_cost(data, repeats: int, steps: int = 16) -> dict[str, float]:  # typ
 
     crops = torch.stack([data.train[i][0] for i in range(BATCH * steps)])
     batches = list(crops.split(BATCH))
-    dense, sparse = [], []
-    for i in range(repeats):  # interleaved, order alternating
-        pair = (False, True) if i % 2 == 0 else (True, False)
-        for flag in pair:
-            (sparse if flag else dense).append(step_time(flag, batches))
+    dense, sparse = _interleaved(
+        lambda: step_time(False, batches), lambda: step_time(True, batches), repeats
+    )
     return {
         "dense_s_per_step": statistics.median(dense),
         "sparse_s_per_step": statistics.median(sparse),
