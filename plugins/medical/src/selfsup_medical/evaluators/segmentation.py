@@ -437,8 +437,9 @@ class SegmentationFinetune:
         names = class_names(data.meta, data.num_classes)
         tests, vals, picks, losses = [], [], [], []
         split = None
-        for r in range(self.draws):
-            net = self.finetune(encoder, data, ctx, seed=ctx.seed + DRAW_SEED_STEP * r)
+        seeds = [ctx.seed + DRAW_SEED_STEP * r for r in range(self.draws)]
+        for r, seed in enumerate(seeds):
+            net = self.finetune(encoder, data, ctx, seed=seed)
             keep = data if self.save_masks and r == 0 else None
             tests.append(self.score(net, test_volumes(data), ctx, artefacts=keep))
             picks.append(self.picked)
@@ -468,7 +469,7 @@ class SegmentationFinetune:
             protocol={
                 "budget_crops": self.budget,
                 "draws": self.draws,
-                "draw_seeds": [ctx.seed + DRAW_SEED_STEP * r for r in range(self.draws)],
+                "draw_seeds": seeds,
                 "crop_indices": picks[0] if self.draws == 1 else picks,
                 "steps": self.steps,
                 "batch_size": self.batch_size,
